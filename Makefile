@@ -1,0 +1,79 @@
+# The kit's front door. `make up` brings the local stack up; `make test` runs every check.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV       ?= .venv
+PYTHON     ?= python3
+IMAGE      ?= kit-debian12-systemd:latest
+INVENTORY  ?= inventories/local
+
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export KIT_BASE_IMAGE := $(IMAGE)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_FORCE_COLOR ?= 1
+
+PLAYBOOK := ansible-playbook -i $(INVENTORY)
+STAMP    := $(VENV)/.installed
+
+.PHONY: help setup engine image up converge smoke down lint unit molecule molecule-stack molecule-roles test clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt
+	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
+	  echo "setup: $(PYTHON) has no venv/ensurepip; on Debian: apt-get install python3-venv" >&2; exit 1; fi
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+setup: $(STAMP) ## Install the pinned tools into .venv
+
+engine: ## Start the Docker engine if it is not answering (installs docker.io when missing)
+	@scripts/docker-engine.sh
+
+image: engine ## Build the systemd Debian 12 base image (cached)
+	@scripts/build-image.sh
+
+up: setup image ## Create the local stack, converge it with ansible/site.yml, smoke-test it
+	$(PLAYBOOK) ansible/local_up.yml
+	$(PLAYBOOK) ansible/site.yml
+	$(PLAYBOOK) ansible/smoke.yml
+
+converge: setup ## Converge an existing stack again (ansible/site.yml)
+	$(PLAYBOOK) ansible/site.yml
+
+smoke: setup ## Smoke-test the running stack
+	$(PLAYBOOK) ansible/smoke.yml
+
+down: setup engine ## Remove the local stack's containers and network
+	$(PLAYBOOK) ansible/local_down.yml
+
+lint: setup ## yamllint, ansible-lint (production profile), ruff
+	yamllint --strict .
+	ansible-lint --profile production
+	ruff check .
+	ruff format --check .
+
+unit: setup ## Repo-level tests: inventory, templates, argument specs, pre-flight
+	pytest tests
+
+molecule-stack: setup image ## Molecule: the full topology (converge, idempotence, verify)
+	molecule test -s default
+
+molecule-roles: setup image ## Molecule: each role's own scenario
+	@for role in roles/*/; do \
+	  if [ -d "$$role/molecule/default" ]; then \
+	    echo "== molecule: $$role"; \
+	    (cd "$$role" && molecule test) || exit 1; \
+	  fi; \
+	done
+
+molecule: molecule-roles molecule-stack ## Every Molecule scenario
+
+test: lint unit molecule ## Everything CI runs: lint, unit tests, Molecule scenarios
+
+clean: down ## Remove the stack and the virtualenv
+	rm -rf $(VENV) .cache

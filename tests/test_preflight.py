@@ -1,0 +1,54 @@
+"""Bad input fails in the pre-flight play, naming the variable, before any host is touched."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_ansible
+
+
+@pytest.mark.parametrize(
+    ("inventory", "variable", "value"),
+    [
+        ("inventories/local", "common_sysctls", ["net.core.somaxconn"]),
+        ("inventories/local", "common_nofile_limit", "a lot"),
+        ("inventories/local", "common_time_sync", "sometimes"),
+        ("inventories/staging", "common_packages", {"curl": True}),
+    ],
+)
+def test_wrong_type_stops_the_run_before_any_host_changes(
+    inventory: str, variable: str, value: object
+) -> None:
+    result = run_ansible(
+        "ansible-playbook", "ansible/site.yml", "-i", inventory, "-e", json.dumps({variable: value})
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert variable in output, output
+    assert "PLAY [Pre-flight" in output
+    # Nothing after the pre-flight play ran: no fact gathering, no role task.
+    assert "Gathering Facts" not in output
+    assert "TASK [common" not in output
+
+
+@pytest.mark.parametrize(
+    "inventory", ["inventories/local", "inventories/staging", "inventories/production"]
+)
+def test_shipped_inventories_pass_the_pre_flight_checks(inventory: str) -> None:
+    result = run_ansible("ansible-playbook", "ansible/preflight.yml", "-i", inventory)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_site_playbook_has_one_play_per_group() -> None:
+    result = run_ansible("ansible-playbook", "ansible/site.yml", "--list-hosts", "--list-tags")
+    assert result.returncode == 0, result.stderr
+    for play in (
+        "Load balancers",
+        "Application nodes",
+        "Background workers",
+        "Redis",
+        "Databases",
+        "Monitoring",
+    ):
+        assert play in result.stdout, play

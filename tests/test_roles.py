@@ -1,0 +1,59 @@
+"""Every role documents its contract: variables typed in argument_specs and in its README."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from conftest import ROLES, load_yaml
+
+ids = [r.name for r in ROLES]
+
+
+def spec_options(role: Path) -> dict:
+    spec = load_yaml(role / "meta" / "argument_specs.yml")
+    return spec["argument_specs"]["main"]["options"]
+
+
+def defaults(role: Path) -> dict:
+    path = role / "defaults" / "main.yml"
+    return (load_yaml(path) or {}) if path.exists() else {}
+
+
+@pytest.mark.parametrize("role", ROLES, ids=ids)
+def test_every_default_is_declared_with_a_type_and_description(role: Path) -> None:
+    options = spec_options(role)
+    undeclared = sorted(set(defaults(role)) - set(options))
+    assert not undeclared, f"{role.name}: defaults missing from argument_specs: {undeclared}"
+    for name, option in options.items():
+        assert option.get("type"), f"{role.name}: {name} has no type"
+        assert option.get("description"), f"{role.name}: {name} has no description"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=ids)
+def test_every_public_variable_carries_the_role_name(role: Path) -> None:
+    prefix = role.name + "_"
+    wrong = [name for name in spec_options(role) if not name.startswith(prefix)]
+    assert not wrong, f"{role.name}: variables without the {prefix} prefix: {wrong}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=ids)
+def test_readme_documents_every_variable(role: Path) -> None:
+    readme = (role / "README.md").read_text()
+    missing = [name for name in spec_options(role) if f"`{name}`" not in readme]
+    assert not missing, f"{role.name}/README.md does not document: {missing}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=ids)
+def test_role_has_its_own_molecule_scenario(role: Path) -> None:
+    scenario = role / "molecule" / "default"
+    assert (scenario / "molecule.yml").exists()
+    assert list((scenario / "tests").glob("test_*.py")), f"{role.name}: scenario has no tests"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=ids)
+def test_templates_start_with_the_managed_marker(role: Path) -> None:
+    for template in (role / "templates").glob("*.j2"):
+        first = template.read_text().splitlines()[0]
+        assert re.search(r"ansible_managed\s*\|\s*comment", first), template

@@ -15,8 +15,11 @@ export ANSIBLE_FORCE_COLOR ?= 1
 
 PLAYBOOK := ansible-playbook -i $(INVENTORY)
 STAMP    := $(VENV)/.installed
+# The example application's own environment (its dependencies, not the kit's tools).
+APP_VENV  := .cache/app-venv
+APP_STAMP := $(APP_VENV)/.installed
 
-.PHONY: help setup engine image up converge smoke down lint unit molecule molecule-stack molecule-roles test clean
+.PHONY: help setup engine image up converge smoke down lint unit molecule molecule-stack molecule-roles test bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -30,6 +33,12 @@ $(STAMP): requirements.txt
 	touch $@
 
 setup: $(STAMP) ## Install the pinned tools into .venv
+
+$(APP_STAMP): app_skeleton/pyproject.toml
+	$(PYTHON) -m venv $(APP_VENV)
+	$(APP_VENV)/bin/pip install --quiet --upgrade pip
+	$(APP_VENV)/bin/pip install --quiet -e 'app_skeleton[test]'
+	touch $@
 
 engine: ## Start the Docker engine if it is not answering (installs docker.io when missing)
 	@scripts/docker-engine.sh
@@ -57,8 +66,9 @@ lint: setup ## yamllint, ansible-lint (production profile), ruff
 	ruff check .
 	ruff format --check .
 
-unit: setup ## Repo-level tests: inventory, templates, argument specs, pre-flight
+unit: setup $(APP_STAMP) ## Unit tests: the kit (inventory, templates, specs, pre-flight), the app
 	pytest tests
+	cd app_skeleton && ../$(APP_VENV)/bin/pytest
 
 molecule-stack: setup image ## Molecule: the full topology (converge, idempotence, verify)
 	molecule test -s default
@@ -74,6 +84,9 @@ molecule-roles: setup image ## Molecule: each role's own scenario
 molecule: molecule-roles molecule-stack ## Every Molecule scenario
 
 test: lint unit molecule ## Everything CI runs: lint, unit tests, Molecule scenarios
+
+bench: setup ## Benchmarks against the running local stack (results: benchmarks/RESULTS.md)
+	python benchmarks/lb_failover.py
 
 clean: down ## Remove the stack and the virtualenv
 	rm -rf $(VENV) .cache

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Build the wheelhouse a release is installed from, on the controller.
+
+The application is built into a wheel; its dependencies (and any extra distributions) are
+downloaded as binary wheels for the hosts' Python and platform, which need not be the
+controller's. Prints a JSON manifest: the release id (a digest of every file's content, so
+the same inputs give the same release) and the files, in install order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+SAVED = re.compile(r"^(?:Saved|File was already downloaded) (?P<path>\S+\.whl)\s*$")
+MANYLINUX = re.compile(r"^manylinux_2_(?P<glibc>\d+)_(?P<arch>\w+)$")
+
+
+def platforms(platform: str) -> list[str]:
+    """The platform tags a host accepts: pip takes --platform literally, so a glibc 2.36
+    host (manylinux_2_36) also accepts every older manylinux tag, down to manylinux2014."""
+    match = MANYLINUX.match(platform)
+    if not match:
+        return [platform]
+    arch, newest = match["arch"], int(match["glibc"])
+    tags = [f"manylinux_2_{minor}_{arch}" for minor in range(newest, 16, -1)]
+    return [*tags, f"manylinux2014_{arch}"]
+
+
+def pip(*args: str) -> str:
+    env = dict(os.environ, SOURCE_DATE_EPOCH="315532800", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", *args], capture_output=True, text=True, env=env, check=False
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"pip {args[0]} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def build_app_wheel(source: Path, wheelhouse: Path) -> Path:
+    build_dir = wheelhouse / "build"
+    shutil.rmtree(build_dir, ignore_errors=True)
+    pip("wheel", "--no-deps", "--wheel-dir", str(build_dir), str(source))
+    wheels = sorted(build_dir.glob("*.whl"))
+    if len(wheels) != 1:
+        raise SystemExit(f"expected one wheel from {source}, found {[w.name for w in wheels]}")
+    target = wheelhouse / "files" / wheels[0].name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(wheels[0]), target)
+    shutil.rmtree(build_dir)
+    return target
+
+
+def download_dependencies(
+    app_wheel: Path, extras: list[str], wheelhouse: Path, python_version: str, platform: str
+) -> list[Path]:
+    output = pip(
+        "download",
+        "--dest", str(wheelhouse / "files"),
+        "--only-binary=:all:",
+        "--python-version", python_version,
+        "--implementation", "cp",
+        *(arg for tag in platforms(platform) for arg in ("--platform", tag)),
+        str(app_wheel),
+        *extras,
+    )  # fmt: skip
+    found = [Path(m["path"]) for line in output.splitlines() if (m := SAVED.match(line.strip()))]
+    return [wheelhouse / "files" / p.name for p in found if p.name != app_wheel.name]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def manifest(app_wheel: Path, dependencies: list[Path]) -> dict[str, object]:
+    files = sorted({p.name: p for p in dependencies}.values(), key=lambda p: p.name)
+    files.append(app_wheel)
+    release = hashlib.sha256(
+        "".join(f"{p.name}:{digest(p)}\n" for p in files).encode()
+    ).hexdigest()[:12]
+    return {"release": release, "files": [str(p) for p in files]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--source", type=Path, required=True)
+    parser.add_argument("--wheelhouse", type=Path, required=True)
+    parser.add_argument("--python-version", required=True)
+    parser.add_argument("--platform", required=True)
+    parser.add_argument("--extra", action="append", default=[])
+    args = parser.parse_args(argv)
+    if not (args.source / "pyproject.toml").is_file():
+        raise SystemExit(f"app_source_dir {args.source} has no pyproject.toml")
+    app_wheel = build_app_wheel(args.source.resolve(), args.wheelhouse.resolve())
+    dependencies = download_dependencies(
+        app_wheel, args.extra, args.wheelhouse.resolve(), args.python_version, args.platform
+    )
+    print(json.dumps(manifest(app_wheel, dependencies)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -32,11 +32,30 @@ def test_wrong_type_stops_the_run_before_any_host_changes(
     assert "TASK [common" not in output
 
 
-@pytest.mark.parametrize(
-    "inventory", ["inventories/local", "inventories/staging", "inventories/production"]
-)
-def test_shipped_inventories_pass_the_pre_flight_checks(inventory: str) -> None:
-    result = run_ansible("ansible-playbook", "ansible/preflight.yml", "-i", inventory)
+def test_local_inventory_passes_the_pre_flight_checks() -> None:
+    result = run_ansible("ansible-playbook", "ansible/preflight.yml", "-i", "inventories/local")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("inventory", ["inventories/staging", "inventories/production"])
+def test_placeholder_secrets_are_refused_outside_local(inventory: str) -> None:
+    result = run_ansible("ansible-playbook", "ansible/site.yml", "-i", inventory)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "haproxy_stats_password is empty or a placeholder" in output
+    assert "vault_haproxy_stats_password" in output
+    assert "TASK [common" not in output
+
+
+def test_real_secrets_pass_the_pre_flight_checks() -> None:
+    result = run_ansible(
+        "ansible-playbook",
+        "ansible/preflight.yml",
+        "-i",
+        "inventories/production",
+        "-e",
+        "vault_haproxy_stats_password=Zq8vN1tL0pW4xR7s",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

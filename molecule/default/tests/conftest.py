@@ -7,10 +7,13 @@ so a host added to ``inventories/local`` is checked without editing a test.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import testinfra
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 
@@ -38,3 +41,20 @@ def inventory() -> AnsibleRunner:
 @pytest.fixture(scope="session")
 def private_ips() -> dict[str, str]:
     return {name: str(host_vars(name)["private_ip"]) for name in ALL_HOSTS}
+
+
+def get_host(name: str) -> testinfra.host.Host:
+    """A testinfra host for one inventory host, through the inventory's connection."""
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={_inventory_dir()}")
+
+
+def run_playbook(playbook: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run one of the kit's playbooks against the inventory the scenario converged."""
+    root = Path(__file__).resolve().parents[3]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(root / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    env["ANSIBLE_FORCE_COLOR"] = "0"
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", _inventory_dir(),
+         str(root / "ansible" / playbook), *args],
+        cwd=root, env=env, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip

@@ -1,0 +1,183 @@
+"""The load balancer in front of the real gunicorn instances of the full topology."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import testinfra
+from conftest import INVENTORY, get_host, host_vars, run_playbook
+
+LB = INVENTORY.get_hosts("lb")[0]
+APP_NODES = sorted(INVENTORY.get_hosts("app"))
+LB_URL = str(host_vars(LB)["local_stack_lb_url"])
+SOCKET = "/run/haproxy/admin.sock"
+CONFIG = "/etc/haproxy/haproxy.cfg"
+
+
+@pytest.fixture(scope="module")
+def lb() -> testinfra.host.Host:
+    return get_host(LB)
+
+
+def fetch(path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(LB_URL + path, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def server_stats(lb) -> dict[str, dict[str, str]]:
+    raw = lb.check_output(f"echo 'show stat' | socat stdio {SOCKET}").lstrip("# ")
+    return {
+        row["svname"]: row
+        for row in csv.DictReader(io.StringIO(raw))
+        if row["pxname"] == "app" and row["svname"] != "BACKEND"
+    }
+
+
+def wait_for_status(lb, server: str, status: str, timeout: float = 20.0) -> float:
+    """Seconds until HAProxy reports `server` with `status`; fails after `timeout`."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if server_stats(lb)[server]["status"].startswith(status):
+            return time.monotonic() - start
+        time.sleep(0.1)
+    pytest.fail(f"{server} not {status} after {timeout}s: {server_stats(lb)[server]['status']}")
+
+
+@contextmanager
+def request_stream(path: str = "/whoami", limit: int = 5000) -> Iterator[Counter[str]]:
+    """Send requests one after another (a new connection each) until the block ends;
+    yields a Counter of outcomes: 'ok' or the failure seen."""
+    outcomes: Counter[str] = Counter()
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set() and sum(outcomes.values()) < limit:
+            try:
+                status, _ = fetch(path)
+                outcomes["ok" if status == 200 else f"status {status}"] += 1
+            except OSError as error:
+                outcomes[type(error).__name__] += 1
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield outcomes
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+def test_backend_lists_every_running_instance_of_every_app_node(lb) -> None:
+    running = set()
+    for node in APP_NODES:
+        units = get_host(node).check_output(
+            "systemctl list-units --state=running --plain --no-legend 'gunicorn@*.service'"
+        )
+        ports = [
+            line.split()[0].split("@")[1].removesuffix(".service") for line in units.splitlines()
+        ]
+        running |= {f"{node}-{port}" for port in ports}
+    assert len(running) == len(APP_NODES) * 2
+    assert set(server_stats(lb)) == running
+
+
+def test_requests_through_the_lb_reach_every_instance_in_turn(lb) -> None:
+    before = {name: int(row["stot"]) for name, row in server_stats(lb).items()}
+    rounds = 5
+    seen = []
+    for _ in range(rounds * len(before)):
+        status, body = fetch("/whoami")
+        assert status == 200
+        answer = json.loads(body)
+        seen.append(f"{answer['host']}-{answer['instance']}")
+    after = {name: int(row["stot"]) for name, row in server_stats(lb).items()}
+    # Every instance served exactly its share, and each window of N requests hit N instances.
+    assert {name: after[name] - before[name] for name in after} == dict.fromkeys(after, rounds)
+    for start in range(len(seen) - len(before) + 1):
+        assert len(set(seen[start : start + len(before)])) == len(before), seen
+
+
+def test_request_id_is_passed_to_the_app_or_generated(lb) -> None:
+    given = f"test-{uuid.uuid4()}"
+    assert json.loads(fetch("/whoami", {"X-Request-ID": given})[1])["request_id"] == given
+    generated = json.loads(fetch("/whoami")[1])["request_id"]
+    assert str(uuid.UUID(generated)) == generated
+    time.sleep(1)
+    assert f"rid={generated}" in lb.check_output("journalctl -u haproxy --no-pager -n 100")
+
+
+def test_health_checks_take_a_dead_instance_out_within_3_seconds_by_config(lb) -> None:
+    config = lb.file(CONFIG).content_string
+    line = next(x for x in config.splitlines() if x.strip().startswith("default-server"))
+    words = line.split()
+
+    def seconds(key: str) -> float:
+        return seconds_of(words[words.index(key) + 1])
+
+    def seconds_of(value: str) -> float:
+        return float(value[:-2]) / 1000 if value.endswith("ms") else float(value.rstrip("s"))
+
+    timeout = seconds_of(next(x for x in config.splitlines() if "timeout check" in x).split()[-1])
+    fall = int(words[words.index("fall") + 1])
+    # Worst case, an instance that hangs: the first failing check starts up to `inter`
+    # after it hangs, each following one `fastinter` later, each waiting `timeout`.
+    assert seconds("inter") + (fall - 1) * seconds("fastinter") + fall * timeout <= 3 + 1e-9
+
+
+def test_stopped_instance_is_marked_down_and_no_request_fails(lb) -> None:
+    node = get_host(APP_NODES[-1])
+    server = f"{APP_NODES[-1]}-8002"
+    with request_stream() as outcomes:
+        time.sleep(1)
+        node.check_output("systemctl stop gunicorn@8002.service")
+        try:
+            elapsed = wait_for_status(lb, server, "DOWN")
+            time.sleep(3)
+        finally:
+            node.check_output("systemctl start gunicorn@8002.service")
+        wait_for_status(lb, server, "UP")
+        time.sleep(1)
+    print(f"{server} marked DOWN {elapsed:.2f}s after its unit was stopped; outcomes {outcomes}")
+    assert outcomes["ok"] > 20
+    assert set(outcomes) == {"ok"}, outcomes
+
+
+def test_reload_during_a_steady_request_stream_fails_no_request(lb) -> None:
+    master = lb.check_output("systemctl show --value -p MainPID haproxy")
+    with request_stream() as outcomes:
+        for _ in range(3):
+            time.sleep(1.5)
+            lb.check_output("systemctl reload haproxy")
+        time.sleep(1.5)
+    print(f"requests during 3 reloads: {outcomes}")
+    assert outcomes["ok"] > 20
+    assert set(outcomes) == {"ok"}, outcomes
+    assert lb.check_output("systemctl show --value -p MainPID haproxy") == master
+
+
+def test_broken_value_fails_the_play_and_leaves_the_running_config(lb) -> None:
+    checksum = lb.check_output(f"sha256sum {CONFIG}")
+    master = lb.check_output("systemctl show --value -p MainPID haproxy")
+    result = run_playbook("site.yml", "--tags", "haproxy", "-e", "haproxy_timeout_client=30parsecs")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "Render haproxy.cfg" in output
+    assert "failed to validate" in output
+    assert lb.check_output(f"sha256sum {CONFIG}") == checksum
+    assert lb.check_output("systemctl show --value -p MainPID haproxy") == master
+    assert fetch("/healthz")[0] == 200

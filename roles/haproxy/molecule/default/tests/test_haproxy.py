@@ -1,0 +1,113 @@
+"""HAProxy in front of three test backends, checked through its own ports and runtime API."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+BACKENDS = (9001, 9002, 9003)
+SERVER = "kit-molecule-haproxy-{}"
+SOCKET = "/run/haproxy/admin.sock"
+STATS_AUTH = "stats:molecule-stats"
+
+
+def get(host, url: str, *options: str) -> tuple[int, str]:
+    """GET a URL from inside the container: (status, body)."""
+    result = host.run(f"curl -s -w '\\n%{{http_code}}' {' '.join(options)} '{url}'")
+    body, _, status = result.stdout.rpartition("\n")
+    return int(status or 0), body
+
+
+def runtime_api(host, command: str) -> str:
+    return host.check_output(f"echo '{command}' | socat stdio {SOCKET}")
+
+
+def server_states(host) -> dict[str, str]:
+    rows = csv.DictReader(io.StringIO(runtime_api(host, "show stat").lstrip("# ")))
+    return {
+        r["svname"]: r["status"] for r in rows if r["pxname"] == "app" and r["svname"] != "BACKEND"
+    }
+
+
+def wait_for_states(host, wanted: str, timeout: float = 15.0) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        states = server_states(host)
+        if all(s.startswith(wanted) for s in states.values()) or time.monotonic() > deadline:
+            return states
+        time.sleep(0.25)
+
+
+def test_rendered_configuration_is_valid(host) -> None:
+    assert host.run("haproxy -c -f /etc/haproxy/haproxy.cfg").rc == 0
+
+
+def test_requests_reach_every_backend_in_turn(host) -> None:
+    assert set(wait_for_states(host, "UP").values()) == {"UP"}
+    seen = [get(host, "http://127.0.0.1/whoami")[1].strip() for _ in range(6)]
+    for start in range(4):
+        assert len(set(seen[start : start + 3])) == 3, seen
+    assert sorted(set(seen)) == [f"backend {port}" for port in BACKENDS]
+
+
+def test_request_id_is_kept_or_generated_and_logged(host) -> None:
+    get(host, "http://127.0.0.1/whoami?given", "-H 'X-Request-ID: molecule-rid-42'")
+    get(host, "http://127.0.0.1/whoami?generated")
+    time.sleep(1)
+    log = host.run("journalctl -u haproxy --no-pager -n 50").stdout
+    assert any("rid=molecule-rid-42" in line and "?given" in line for line in log.splitlines())
+    generated = [line for line in log.splitlines() if "?generated" in line]
+    assert generated
+    assert "rid=-" not in generated[-1]
+    assert len(generated[-1].split("rid=")[1].split()[0]) == 36  # a UUID
+
+
+def test_stats_and_metrics_are_private_and_guarded(host) -> None:
+    assert get(host, "http://127.0.0.1:8404/stats")[0] == 401
+    status, body = get(host, "http://127.0.0.1:8404/stats", f"-u {STATS_AUTH}")
+    assert status == 200
+    assert "Statistics Report" in body
+    status, body = get(host, "http://127.0.0.1:8404/metrics", f"-u {STATS_AUTH}")
+    assert status == 200
+    assert 'haproxy_server_status{proxy="app",server="kit-molecule-haproxy-9001"' in body
+    # The public frontend passes /stats to the app like any path.
+    assert "Statistics Report" not in get(host, "http://127.0.0.1/stats")[1]
+
+
+def test_drained_server_gets_no_new_request(host) -> None:
+    drained = SERVER.format(BACKENDS[0])
+    runtime_api(host, f"set server app/{drained} state drain")
+    try:
+        seen = {get(host, "http://127.0.0.1/whoami")[1].strip() for _ in range(6)}
+        assert seen == {f"backend {p}" for p in BACKENDS[1:]}
+    finally:
+        runtime_api(host, f"set server app/{drained} state ready")
+
+
+def test_friendly_503_when_every_backend_is_down(host) -> None:
+    for port in BACKENDS:
+        host.run(f"systemctl stop kit-test-backend@{port}")
+    try:
+        assert set(wait_for_states(host, "DOWN").values()) == {"DOWN"}
+        status, body = get(host, "http://127.0.0.1/whoami")
+        assert status == 503
+        assert "Back in a moment" in body
+    finally:
+        for port in BACKENDS:
+            host.run(f"systemctl start kit-test-backend@{port}")
+    assert set(wait_for_states(host, "UP").values()) == {"UP"}
+
+
+def test_https_serves_with_the_configured_certificate(host) -> None:
+    status, body = get(host, "https://127.0.0.1/whoami", "-k")
+    assert status == 200
+    assert body.startswith("backend ")
+
+
+def test_open_file_limit_follows_maxconn(host) -> None:
+    ceiling = int(host.check_output("awk '/^Max open files/ {print $5}' /proc/1/limits"))
+    limit = int(host.check_output("systemctl show --value -p LimitNOFILE haproxy"))
+    assert limit == min(4000 * 2 + 1000, ceiling)
+    master = host.check_output("systemctl show --value -p MainPID haproxy")
+    assert f"{limit}" in host.check_output(f"grep 'Max open files' /proc/{master}/limits")

@@ -68,7 +68,7 @@ lint: setup ## yamllint, ansible-lint (production profile), ruff
 
 unit: setup $(APP_STAMP) ## Unit tests: the kit (inventory, templates, specs, pre-flight), the app
 	pytest tests
-	cd app_skeleton && ../$(APP_VENV)/bin/pytest
+	cd app_skeleton && ../$(APP_VENV)/bin/mypy src tests && ../$(APP_VENV)/bin/pytest
 
 molecule-stack: setup image ## Molecule: the full topology (converge, idempotence, verify)
 	molecule test -s default

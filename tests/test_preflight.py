@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
-from conftest import run_ansible
+from conftest import ROOT, load_yaml, run_ansible
+
+
+def secrets_token(name: str) -> str:
+    """A stand-in for a real secret: long, random-looking, no placeholder."""
+    return hashlib.sha256(name.encode()).hexdigest()[:24]
 
 
 @pytest.mark.parametrize(
@@ -48,13 +54,15 @@ def test_placeholder_secrets_are_refused_outside_local(inventory: str) -> None:
 
 
 def test_real_secrets_pass_the_pre_flight_checks() -> None:
+    vault = load_yaml(ROOT / "inventories" / "production" / "group_vars" / "all" / "vault.yml")
+    secrets = {name: secrets_token(name) for name in vault}
     result = run_ansible(
         "ansible-playbook",
         "ansible/preflight.yml",
         "-i",
         "inventories/production",
         "-e",
-        "vault_haproxy_stats_password=Zq8vN1tL0pW4xR7s",
+        json.dumps(secrets),
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -1,18 +1,52 @@
 from __future__ import annotations
 
+import json
+import logging
+
+import fakeredis
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from kit_app import create_app
+from kit_app.settings import Settings
+
+
+def settings(**overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "secret_key": "test-secret",
+        "redis_sessions_url": "",
+        "redis_queues_url": "",
+        "database_url": "",
+        "database_read_url": "",
+        "instance": "8002",
+        "test_endpoints": False,
+        "cache_ttl": 60,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture
-def client(monkeypatch: pytest.MonkeyPatch) -> FlaskClient:
-    monkeypatch.setenv("KIT_INSTANCE", "8002")
-    return create_app().test_client()
+def server() -> fakeredis.FakeServer:
+    return fakeredis.FakeServer()
 
 
-def test_healthz_answers_ok_without_dependencies(client: FlaskClient) -> None:
+def make_app(server: fakeredis.FakeServer, **overrides: object) -> Flask:
+    return create_app(
+        settings(**overrides),
+        sessions=fakeredis.FakeRedis(server=server),
+        queues=fakeredis.FakeRedis(server=server),
+    )
+
+
+@pytest.fixture
+def client(server: fakeredis.FakeServer) -> FlaskClient:
+    return make_app(server).test_client()
+
+
+def test_healthz_answers_ok_without_dependencies() -> None:
+    client = create_app(settings()).test_client()
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.text == "ok\n"
@@ -25,3 +59,69 @@ def test_whoami_names_the_instance_and_echoes_the_request_id(client: FlaskClient
     assert body["instance"] == "8002"
     assert body["request_id"] == "rid-1"
     assert isinstance(body["pid"], int)
+
+
+def test_session_counter_lives_in_redis_not_in_the_process(
+    server: fakeredis.FakeServer,
+) -> None:
+    first, second = make_app(server).test_client(), make_app(server, instance="8001")
+    assert first.get("/session").get_json()["count"] == 1
+    assert first.get("/session").get_json()["count"] == 2
+    # Another app (another instance) with the same cookie continues the count.
+    other = second.test_client()
+    cookie = first.get_cookie("session")
+    assert cookie is not None
+    other.set_cookie("session", cookie.value)
+    body = other.get("/session").get_json()
+    assert body == {"count": 3, "host": body["host"], "instance": "8001"}
+
+
+def test_cache_computes_once_then_serves_from_redis(client: FlaskClient) -> None:
+    first = client.get("/cache/fibonacci/90").get_json()
+    second = client.get("/cache/fibonacci/90").get_json()
+    assert first == {"n": 90, "value": "2880067194370816120", "cached": False}
+    assert second["cached"] is True
+    assert second["value"] == first["value"]
+
+
+def test_enqueued_job_is_waiting_in_its_queue(
+    client: FlaskClient, server: fakeredis.FakeServer
+) -> None:
+    response = client.post("/jobs?queue=high&label=x", headers={"X-Request-ID": "rid-9"})
+    assert response.status_code == 202
+    job_id = response.get_json()["id"]
+    assert client.get(f"/jobs/{job_id}").get_json()["status"] == "queued"
+    assert fakeredis.FakeRedis(server=server).lrange("rq:queue:high", 0, -1) == [job_id.encode()]
+
+
+def test_unknown_queue_is_refused(client: FlaskClient) -> None:
+    assert client.post("/jobs?queue=urgent").status_code == 400
+
+
+def test_readyz_reports_each_dependency(client: FlaskClient) -> None:
+    body = client.get("/readyz").get_json()
+    assert body == {"ready": True, "checks": {"redis_sessions": "ok", "redis_queues": "ok"}}
+
+
+def test_unconfigured_dependencies_answer_503_not_500() -> None:
+    client = create_app(settings()).test_client()
+    assert client.get("/session").status_code == 503
+    assert client.post("/jobs").status_code == 503
+    assert client.get("/items").status_code == 503
+
+
+def test_test_endpoints_exist_only_when_enabled(server: fakeredis.FakeServer) -> None:
+    assert make_app(server).test_client().get("/_test/sleep?s=0").status_code == 404
+    enabled = make_app(server, test_endpoints=True).test_client()
+    assert enabled.get("/_test/sleep?s=0").status_code == 200
+    assert enabled.get("/_test/hold?mb=1").get_json()["held_mb"] >= 1
+
+
+def test_logs_are_json_lines_with_the_request_id(
+    server: fakeredis.FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_app(server).test_client().post("/jobs", headers={"X-Request-ID": "rid-42"})
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    enqueued = next(x for x in lines if x["message"] == "job enqueued")
+    assert enqueued["request_id"] == "rid-42"
+    assert enqueued["level"] == logging.getLevelName(logging.INFO)

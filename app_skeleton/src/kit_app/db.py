@@ -1,0 +1,78 @@
+"""PostgreSQL through the node's PgBouncer: one pool per DSN and per worker process.
+
+The writer DSN reaches the primary, the reader DSN the replicas. Pools open lazily in
+the worker that first uses them (never in the preloading master: a connection must not
+cross a fork), and PgBouncer multiplexes every worker's few connections onto the server.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    id bigserial PRIMARY KEY,
+    name text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+_pools: dict[tuple[int, str], ConnectionPool] = {}
+
+
+def pool(dsn: str) -> ConnectionPool:
+    key = (os.getpid(), dsn)
+    if key not in _pools:
+        # PgBouncer in transaction mode: no server-side prepared statements.
+        _pools[key] = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=4,
+            kwargs={"prepare_threshold": None, "autocommit": True},
+            open=True,
+            timeout=5,
+        )
+    return _pools[key]
+
+
+def check(dsn: str) -> str:
+    try:
+        with pool(dsn).connection() as conn:
+            conn.execute("SELECT 1")
+        return "ok"
+    except Exception as error:  # any failure means not ready
+        return f"error: {error}"
+
+
+def migrate(dsn: str) -> None:
+    with pool(dsn).connection() as conn:
+        conn.execute(SCHEMA)
+
+
+def insert_item(dsn: str, name: str) -> dict[str, Any]:
+    with pool(dsn).connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "INSERT INTO items (name) VALUES (%s) RETURNING id, name, created_at::text", (name,)
+        )
+        row = cur.fetchone()
+    assert row is not None
+    return row
+
+
+def list_items(dsn: str, name: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    with pool(dsn).connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        if name is None:
+            cur.execute(
+                "SELECT id, name, created_at::text FROM items ORDER BY id DESC LIMIT %s", (limit,)
+            )
+        else:
+            cur.execute(
+                "SELECT id, name, created_at::text FROM items WHERE name = %s ORDER BY id DESC"
+                " LIMIT %s",
+                (name, limit),
+            )
+        return cur.fetchall()

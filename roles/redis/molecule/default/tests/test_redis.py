@@ -1,0 +1,85 @@
+"""The redis role alone: a sessions and a queues instance, their users and policies."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+SESSIONS, QUEUES = 6379, 6380
+APP = ("app", "molecule-app")
+ADMIN = ("admin", "molecule-admin")
+
+
+def cli(host, port: int, *args: str, user: tuple[str, str] = APP) -> str:
+    """Run redis-cli as `user`; returns its output (errors are output too, as Redis says)."""
+    name, password = user
+    command = " ".join(args)
+    result = host.run(
+        f"REDISCLI_AUTH={password} redis-cli --no-auth-warning --user {name} -p {port} {command}"
+    )
+    assert result.rc == 0, result.stderr
+    return result.stdout.strip()
+
+
+def info(host, port: int, field: str) -> str:
+    for line in cli(host, port, "INFO", "all", user=ADMIN).splitlines():
+        if line.startswith(field + ":"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"INFO has no {field}")
+
+
+@pytest.mark.parametrize("port", [SESSIONS, QUEUES])
+def test_each_instance_runs_from_its_own_unit_and_answers(host, port: int) -> None:
+    name = "sessions" if port == SESSIONS else "queues"
+    assert host.service(f"redis-server@{name}").is_running
+    assert host.service(f"redis-server@{name}").is_enabled
+    assert cli(host, port, "PING") == "PONG"
+    assert cli(host, port, "CONFIG", "GET", "dir", user=ADMIN).endswith(f"/var/lib/redis/{name}")
+
+
+def test_the_package_default_instance_is_off(host) -> None:
+    assert not host.service("redis-server").is_running
+    assert not host.service("redis-server").is_enabled
+
+
+def test_policies_differ_between_sessions_and_queues(host) -> None:
+    def config(port: int, key: str) -> str:
+        return cli(host, port, "CONFIG", "GET", key, user=ADMIN).splitlines()[1]
+
+    assert config(SESSIONS, "maxmemory-policy") == "allkeys-lru"
+    assert config(QUEUES, "maxmemory-policy") == "noeviction"
+    assert config(QUEUES, "appendonly") == "yes"
+    assert config(QUEUES, "appendfsync") == "everysec"
+    assert config(SESSIONS, "appendonly") == "no"
+
+
+def test_a_client_without_credentials_is_refused(host) -> None:
+    out = host.run(f"redis-cli -p {SESSIONS} SET k v").stdout
+    assert "NOAUTH" in out or "NOPERM" in out
+
+
+def test_the_app_user_cannot_run_dangerous_commands(host) -> None:
+    assert cli(host, SESSIONS, "SET", "kit:probe", "1") == "OK"
+    for command in ("FLUSHALL", "CONFIG GET maxmemory", "KEYS '*'", "SHUTDOWN"):
+        assert "NOPERM" in cli(host, SESSIONS, command), command
+    assert cli(host, SESSIONS, "GET", "kit:probe") == "1"
+
+
+def test_queued_entries_survive_a_restart_of_the_queues_instance(host) -> None:
+    cli(host, QUEUES, "DEL", "kit:restart-probe", "kit:restart-tx")
+    for n in range(200):
+        cli(host, QUEUES, "RPUSH", "kit:restart-probe", str(n))
+    # Written in transactions, as RQ enqueues: replayed from the append-only file too.
+    host.check_output(
+        "printf 'MULTI\\nRPUSH kit:restart-tx a\\nRPUSH kit:restart-tx b\\nEXEC\\n' "
+        f"| REDISCLI_AUTH={APP[1]} redis-cli --no-auth-warning --user {APP[0]} -p {QUEUES}"
+    )
+    host.check_output("systemctl restart redis-server@queues.service")
+    for _ in range(30):
+        if cli(host, QUEUES, "PING") == "PONG":
+            break
+        time.sleep(0.5)
+    assert cli(host, QUEUES, "LLEN", "kit:restart-probe") == "200"
+    assert cli(host, QUEUES, "LINDEX", "kit:restart-probe", "199") == "199"
+    assert cli(host, QUEUES, "LRANGE", "kit:restart-tx", "0", "-1").split() == ["a", "b"]

@@ -18,6 +18,9 @@ STAMP    := $(VENV)/.installed
 # The example application's own environment (its dependencies, not the kit's tools).
 APP_VENV  := .cache/app-venv
 APP_STAMP := $(APP_VENV)/.installed
+# The reaper package's own environment (gunicorn for its integration tests).
+REAPER_VENV  := .cache/reaper-venv
+REAPER_STAMP := $(REAPER_VENV)/.installed
 
 .PHONY: help setup engine image up converge smoke down lint unit molecule molecule-stack molecule-roles test bench clean
 
@@ -66,9 +69,16 @@ lint: setup ## yamllint, ansible-lint (production profile), ruff
 	ruff check .
 	ruff format --check .
 
-unit: setup $(APP_STAMP) ## Unit tests: the kit (inventory, templates, specs, pre-flight), the app
+$(REAPER_STAMP): reaper/pyproject.toml
+	$(PYTHON) -m venv $(REAPER_VENV)
+	$(REAPER_VENV)/bin/pip install --quiet --upgrade pip
+	$(REAPER_VENV)/bin/pip install --quiet -e 'reaper[test]' mypy
+	touch $@
+
+unit: setup $(APP_STAMP) $(REAPER_STAMP) ## Unit tests: the kit (inventory, templates, specs, pre-flight), the app, the reaper
 	pytest tests
 	cd app_skeleton && ../$(APP_VENV)/bin/mypy src tests && ../$(APP_VENV)/bin/pytest
+	cd reaper && ../$(REAPER_VENV)/bin/mypy src tests && ../$(REAPER_VENV)/bin/pytest
 
 molecule-stack: setup image ## Molecule: the full topology (converge, idempotence, verify)
 	molecule test -s default

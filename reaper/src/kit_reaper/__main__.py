@@ -1,0 +1,3 @@
+from kit_reaper.cli import main
+
+raise SystemExit(main())

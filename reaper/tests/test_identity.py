@@ -1,0 +1,157 @@
+"""A slot whose pid is now another process is never signalled: real processes, a scoreboard
+written by hand (no gunicorn), and the reaper scanning it for real (not dry-run)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import alive, reaper_config, wait_for
+
+from kit_reaper import procfs, scoreboard
+from kit_reaper.reaper import Event, Reaper
+from kit_reaper.scoreboard import Board, SlotState
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """An unrelated process (a child of this test process)."""
+    process = subprocess.Popen(["sleep", "60"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+def start_ticks(pid: int) -> int:
+    found = procfs.read_stat(pid)
+    assert found is not None
+    return found.start_ticks
+
+
+def board_claiming(directory: Path, *, arbiter_pid: int, pid: int, slot_start_ticks: int) -> None:
+    """A scoreboard of a live 'arbiter' whose one slot claims `pid`: busy for an hour, on a
+    worker with a start time of `slot_start_ticks`."""
+    path = scoreboard.create(
+        directory,
+        instance="forged",
+        arbiter_pid=arbiter_pid,
+        arbiter_start_ticks=start_ticks(arbiter_pid),
+        groups=1,
+        slots_per_group=1,
+    )
+    board = Board(path, writable=True)
+    board.write(
+        0,
+        pid=pid,
+        state=SlotState.BUSY,
+        start_ticks=slot_start_ticks,
+        request_start=time.monotonic() - 3600,
+        method=b"GET",
+        path=b"/stuck",
+        request_id=b"forged",
+    )
+    board.close()
+
+
+def scan_a_while(directory: Path) -> list[Event]:
+    """Ten real scans, deadlines and memory (a 1 KiB limit every process is over)."""
+    events: list[Event] = []
+    reaper = Reaper(reaper_config(directory, limit_mb=1 / 1024), emit=events.append)
+    for _ in range(10):
+        reaper.scan()
+        time.sleep(0.02)
+    reaper.close()
+    return events
+
+
+def test_slot_whose_pid_was_reused_is_never_signalled(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    # This test process is the arbiter and the sleeper its child, but the slot's worker
+    # started at another time: the pid has been given to a new process since.
+    board_claiming(
+        tmp_path,
+        arbiter_pid=os.getpid(),
+        pid=sleeper.pid,
+        slot_start_ticks=start_ticks(sleeper.pid) - 1,
+    )
+
+    events = scan_a_while(tmp_path)
+
+    assert alive(sleeper.pid)
+    assert [e["event"] for e in events] == ["skip"]
+    assert events[0]["pid"] == sleeper.pid
+    assert "pid reused" in str(events[0]["reason"])
+
+
+def test_process_that_is_not_a_child_of_the_arbiter_is_never_signalled(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    # The slot's pid and start time are right, but the 'arbiter' is another process.
+    with subprocess.Popen(["sleep", "60"]) as other_arbiter:
+        try:
+            board_claiming(
+                tmp_path,
+                arbiter_pid=other_arbiter.pid,
+                pid=sleeper.pid,
+                slot_start_ticks=start_ticks(sleeper.pid),
+            )
+
+            events = scan_a_while(tmp_path)
+        finally:
+            other_arbiter.kill()
+
+    assert alive(sleeper.pid)
+    assert [e["event"] for e in events] == ["skip"]
+    assert f"expected parent {other_arbiter.pid}" in str(events[0]["reason"])
+
+
+def test_child_of_the_arbiter_with_the_slots_start_time_is_signalled(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    # The same forged board, with everything matching: the reaper does act (so the two
+    # tests above would see a signal if identity were not checked).
+    board_claiming(
+        tmp_path,
+        arbiter_pid=os.getpid(),
+        pid=sleeper.pid,
+        slot_start_ticks=start_ticks(sleeper.pid),
+    )
+
+    events = scan_a_while(tmp_path)
+
+    assert sleeper.wait(10) == -6  # SIGABRT
+    assert events[0]["event"] == "kill"
+    assert events[0]["request_id"] == "forged"
+
+
+def test_scoreboard_of_a_dead_arbiter_is_ignored(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    with subprocess.Popen(["sleep", "60"]) as arbiter:
+        board_claiming(
+            tmp_path,
+            arbiter_pid=arbiter.pid,
+            pid=sleeper.pid,
+            slot_start_ticks=start_ticks(sleeper.pid),
+        )
+        arbiter.kill()
+    wait_for("the arbiter to be gone", lambda: procfs.read_stat(arbiter.pid) is None)
+
+    events = scan_a_while(tmp_path)
+
+    assert alive(sleeper.pid)
+    assert [e["event"] for e in events] == ["stale_scoreboard"]
+
+
+def test_file_that_is_not_a_scoreboard_is_reported_once(tmp_path: Path) -> None:
+    (tmp_path / "junk.1.scoreboard").write_bytes(b"not a scoreboard" * 100)
+
+    events = scan_a_while(tmp_path)
+
+    assert [e["event"] for e in events] == ["bad_scoreboard"]
+    assert "expected magic" in str(events[0]["error"])

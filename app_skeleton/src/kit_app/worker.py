@@ -32,6 +32,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="the instance that also runs the scheduler (delayed jobs and retries)",
     )
     parser.add_argument("--result-ttl", type=int, default=86400)
+    parser.add_argument("--burst", action="store_true", help="exit once the queues are empty")
     parser.add_argument("--url", default=os.environ.get("KIT_REDIS_QUEUES_URL", ""))
     return parser.parse_args(argv)
 
@@ -49,7 +50,11 @@ def main(argv: list[str] | None = None) -> None:
         name=f"{socket.gethostname()}.{args.instance}.{os.getpid()}",
         default_result_ttl=args.result_ttl,
     )
-    worker.work(with_scheduler=args.instance == args.scheduler_instance, logging_level="INFO")
+    worker.work(
+        burst=args.burst,
+        with_scheduler=args.instance == args.scheduler_instance,
+        logging_level="INFO",
+    )
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def pip(*args: str) -> str:
     return result.stdout
 
 
-def build_app_wheel(source: Path, wheelhouse: Path) -> Path:
+def build_wheel(source: Path, wheelhouse: Path) -> Path:
     build_dir = wheelhouse / "build"
     shutil.rmtree(build_dir, ignore_errors=True)
     pip("wheel", "--no-deps", "--wheel-dir", str(build_dir), str(source))
@@ -59,8 +59,9 @@ def build_app_wheel(source: Path, wheelhouse: Path) -> Path:
 
 
 def download_dependencies(
-    app_wheel: Path, extras: list[str], wheelhouse: Path, python_version: str, platform: str
+    local: list[Path], extras: list[str], wheelhouse: Path, python_version: str, platform: str
 ) -> list[Path]:
+    """The dependencies of the local wheels and the extras, as binary wheels for the hosts."""
     output = pip(
         "download",
         "--dest", str(wheelhouse / "files"),
@@ -68,20 +69,21 @@ def download_dependencies(
         "--python-version", python_version,
         "--implementation", "cp",
         *(arg for tag in platforms(platform) for arg in ("--platform", tag)),
-        str(app_wheel),
+        *(str(wheel) for wheel in local),
         *extras,
     )  # fmt: skip
     found = [Path(m["path"]) for line in output.splitlines() if (m := SAVED.match(line.strip()))]
-    return [wheelhouse / "files" / p.name for p in found if p.name != app_wheel.name]
+    names = {wheel.name for wheel in local}
+    return [wheelhouse / "files" / p.name for p in found if p.name not in names]
 
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def manifest(app_wheel: Path, dependencies: list[Path]) -> dict[str, object]:
+def manifest(local: list[Path], dependencies: list[Path]) -> dict[str, object]:
     files = sorted({p.name: p for p in dependencies}.values(), key=lambda p: p.name)
-    files.append(app_wheel)
+    files += local
     release = hashlib.sha256(
         "".join(f"{p.name}:{digest(p)}\n" for p in files).encode()
     ).hexdigest()[:12]
@@ -95,14 +97,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python-version", required=True)
     parser.add_argument("--platform", required=True)
     parser.add_argument("--extra", action="append", default=[])
-    args = parser.parse_args(argv)
-    if not (args.source / "pyproject.toml").is_file():
-        raise SystemExit(f"app_source_dir {args.source} has no pyproject.toml")
-    app_wheel = build_app_wheel(args.source.resolve(), args.wheelhouse.resolve())
-    dependencies = download_dependencies(
-        app_wheel, args.extra, args.wheelhouse.resolve(), args.python_version, args.platform
+    parser.add_argument(
+        "--local", type=Path, action="append", default=[], help="another project to build in"
     )
-    print(json.dumps(manifest(app_wheel, dependencies)))
+    args = parser.parse_args(argv)
+    for source, name in [
+        (args.source, "app_source_dir"),
+        *((p, "app_local_packages") for p in args.local),
+    ]:
+        if not (source / "pyproject.toml").is_file():
+            raise SystemExit(f"{name}: {source} has no pyproject.toml")
+    wheelhouse = args.wheelhouse.resolve()
+    # The application last: installed after everything it may import.
+    local = [build_wheel(p.resolve(), wheelhouse) for p in [*args.local, args.source]]
+    dependencies = download_dependencies(
+        local, args.extra, wheelhouse, args.python_version, args.platform
+    )
+    print(json.dumps(manifest(local, dependencies)))
     return 0
 
 

@@ -54,11 +54,13 @@ def test_role_has_its_own_molecule_scenario(role: Path) -> None:
 
 @pytest.mark.parametrize("role", ROLES, ids=ids)
 def test_templates_carry_the_managed_marker(role: Path) -> None:
-    """Config files open with it as a comment; raw files (an HTTP error page) carry it inside."""
+    """Config files open with it as a comment (scripts right after their #! line); raw files
+    (an HTTP error page) carry it inside."""
     for template in (role / "templates").glob("*.j2"):
         text = template.read_text()
         if text.startswith("HTTP/"):
             assert "{{ ansible_managed }}" in text, template
         else:
-            first = text.splitlines()[0]
+            lines = text.splitlines()
+            first = lines[1] if lines[0].startswith("#!") else lines[0]
             assert re.search(r"ansible_managed\s*\|\s*comment", first), template

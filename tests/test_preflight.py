@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, load_yaml, run_ansible
@@ -79,3 +80,33 @@ def test_site_playbook_has_one_play_per_group() -> None:
         "Monitoring",
     ):
         assert play in result.stdout, play
+
+
+def test_pgbouncer_pools_beyond_max_connections_are_refused() -> None:
+    # Three PgBouncer nodes x 40 = 120 server connections against 100 - 3 - 10 = 87.
+    result = run_ansible(
+        "ansible-playbook",
+        "ansible/site.yml",
+        "-i",
+        "inventories/local",
+        "-e",
+        json.dumps({"pgbouncer_max_db_connections": 40}),
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "kit-db-1 would receive up to 120 server connections" in output
+    assert "pgbouncer_max_db_connections" in output
+    assert "leaves 87" in output
+    assert "TASK [common" not in output
+
+
+def test_a_host_both_primary_and_replica_is_refused(tmp_path: Path) -> None:
+    extra = tmp_path / "both.yml"
+    extra.write_text("all:\n  children:\n    db_replicas:\n      hosts:\n        kit-db-1: {}\n")
+    result = run_ansible(
+        "ansible-playbook", "ansible/site.yml", "-i", "inventories/local", "-i", str(extra)
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "no host may also be in db_replicas (both: ['kit-db-1'])" in output
+    assert "TASK [common" not in output

@@ -48,9 +48,12 @@ def check(dsn: str) -> str:
         return f"error: {error}"
 
 
-def migrate(dsn: str) -> None:
+def migrate(dsn: str) -> bool:
+    """Create what SCHEMA describes; True when something was created."""
     with pool(dsn).connection() as conn:
+        before = conn.execute("SELECT to_regclass('public.items') IS NOT NULL").fetchone()
         conn.execute(SCHEMA)
+    return not (before and before[0])
 
 
 def insert_item(dsn: str, name: str) -> dict[str, Any]:

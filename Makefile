@@ -98,6 +98,7 @@ test: lint unit molecule ## Everything CI runs: lint, unit tests, Molecule scena
 bench: setup ## Benchmarks against the running local stack (results: benchmarks/RESULTS.md)
 	python benchmarks/lb_failover.py
 	python benchmarks/lb_throughput.py
+	python benchmarks/pgbouncer_pgbench.py
 
 clean: down ## Remove the stack and the virtualenv
 	rm -rf $(VENV) .cache

@@ -1,0 +1,203 @@
+"""The data tier: PostgreSQL primary and streaming replicas behind each node's PgBouncer."""
+
+from __future__ import annotations
+
+import base64
+import textwrap
+import time
+import uuid
+
+import pytest
+import requests
+import testinfra
+from conftest import INVENTORY, get_host, host_vars
+
+LB_URL = str(host_vars(INVENTORY.get_hosts("lb")[0])["local_stack_lb_url"])
+PRIMARY = INVENTORY.get_hosts("db_primary")[0]
+REPLICAS = sorted(INVENTORY.get_hosts("db_replicas"))
+APP_NODES = sorted(INVENTORY.get_hosts("app"))
+BOUNCERS = APP_NODES + sorted(INVENTORY.get_hosts("workers"))
+
+
+def slot(name: str) -> str:
+    return name.lower().replace("-", "_")
+
+
+def superuser_sql(host: testinfra.host.Host, sql: str, database: str = "kit") -> str:
+    """SQL as the postgres superuser on a database host's own socket."""
+    return host.check_output(
+        "runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -d %s -c %s", database, sql
+    )
+
+
+def env_value(host: testinfra.host.Host, name: str) -> str:
+    env = host.check_output("cat /etc/kit-app/env")
+    return next(line.split("=", 1)[1] for line in env.splitlines() if line.startswith(name + "="))
+
+
+@pytest.fixture(scope="module")
+def primary() -> testinfra.host.Host:
+    return get_host(PRIMARY)
+
+
+def test_every_replica_streams_from_the_primary(primary: testinfra.host.Host) -> None:
+    rows = superuser_sql(
+        primary, "SELECT application_name || '|' || state FROM pg_stat_replication ORDER BY 1"
+    ).splitlines()
+    assert rows == [f"{slot(name)}|streaming" for name in REPLICAS]
+    slots = superuser_sql(
+        primary, "SELECT slot_name || '|' || active FROM pg_replication_slots ORDER BY 1"
+    ).splitlines()
+    assert slots == [f"{slot(name)}|true" for name in REPLICAS]
+
+
+def test_row_inserted_on_the_primary_is_visible_on_each_replica(
+    primary: testinfra.host.Host,
+) -> None:
+    name = f"lag-{uuid.uuid4()}"
+    replicas = {replica_name: get_host(replica_name) for replica_name in REPLICAS}
+    written = time.monotonic()
+    superuser_sql(primary, f"INSERT INTO items (name) VALUES ('{name}')")
+    for replica_name, replica in replicas.items():
+        deadline = written + 10
+        while time.monotonic() < deadline:
+            if superuser_sql(replica, f"SELECT count(*) FROM items WHERE name = '{name}'") == "1":
+                break
+            time.sleep(0.02)
+        seen = time.monotonic() - written
+        assert superuser_sql(replica, f"SELECT count(*) FROM items WHERE name = '{name}'") == "1"
+        # PostgreSQL's own measure: from the primary's flush to the replica's replay of it
+        # (reported by the replica right after it replays).
+        replay = ""
+        for _ in range(40):
+            replay = superuser_sql(
+                primary,
+                "SELECT (extract(epoch FROM replay_lag) * 1000)::numeric(10, 3)"
+                f" FROM pg_stat_replication WHERE application_name = '{slot(replica_name)}'",
+            )
+            if replay:
+                break
+            time.sleep(0.05)
+        print(
+            f"{replica_name}: replay_lag {replay} ms; seen by the test's first poll after"
+            f" {seen * 1000:.0f} ms"
+        )
+
+
+def test_row_written_through_the_app_is_read_back_through_the_replica() -> None:
+    name = f"item-{uuid.uuid4()}"
+    created = requests.post(f"{LB_URL}/items", json={"name": name}, timeout=10)
+    assert created.status_code == 201, created.text
+    item = created.json()
+    assert item["name"] == name
+    # Read through the lb: whichever node serves it reads through its own PgBouncer's
+    # read-only database, which points at a replica.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        listed = requests.get(f"{LB_URL}/items", params={"name": name}, timeout=10).json()
+        if listed["items"]:
+            break
+        time.sleep(0.05)
+    assert [row["id"] for row in listed["items"]] == [item["id"]]
+    for node in APP_NODES:
+        assert env_value(get_host(node), "KIT_DATABASE_READ_URL").endswith("/kit_ro")
+    for replica in REPLICAS:
+        assert (
+            superuser_sql(get_host(replica), f"SELECT name FROM items WHERE id = {item['id']}")
+            == name
+        )
+
+
+def test_read_only_databases_point_at_the_replicas_spread_over_them() -> None:
+    replica_ips = [str(host_vars(name)["private_ip"]) for name in REPLICAS]
+    primary_ip = str(host_vars(PRIMARY)["private_ip"])
+    for position, node in enumerate(BOUNCERS):
+        rows = get_host(node).check_output(
+            "runuser -u postgres -- psql -XAtq -p 6432 -d pgbouncer -c 'SHOW DATABASES'"
+        )
+        hosts = {line.split("|")[0]: line.split("|")[1] for line in rows.splitlines()}
+        assert hosts["kit"] == primary_ip
+        assert hosts["kit_ro"] == replica_ips[position % len(replica_ips)]
+
+
+def test_a_write_through_the_read_only_database_is_refused() -> None:
+    node = get_host(APP_NODES[0])
+    url = env_value(node, "KIT_DATABASE_READ_URL")
+    write = node.run("psql -XAtq %s -c %s", url, "INSERT INTO items (name) VALUES ('nope')")
+    assert write.rc != 0
+    assert "cannot execute INSERT in a read-only transaction" in write.stderr
+
+
+CLIENTS = 2000
+LOAD = textwrap.dedent(
+    """
+    import asyncio, sys
+    import psycopg
+
+    DSN, CLIENTS = sys.argv[1], int(sys.argv[2])
+
+    async def client(ready, go, errors):
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                DSN, autocommit=True, prepare_threshold=None
+            )
+        except Exception as error:
+            errors.append(f"connect: {error}")
+            ready.release()
+            return
+        ready.release()
+        await go.wait()
+        try:
+            async with conn:
+                for _ in range(3):
+                    await conn.execute("SELECT pg_sleep(0.01)")
+        except Exception as error:
+            errors.append(f"query: {error}")
+
+    async def main():
+        ready, go, errors = asyncio.Semaphore(0), asyncio.Event(), []
+        tasks = [asyncio.create_task(client(ready, go, errors)) for _ in range(CLIENTS)]
+        for _ in range(CLIENTS):
+            await ready.acquire()
+        print("connected", CLIENTS - len(errors), flush=True)
+        go.set()
+        await asyncio.gather(*tasks)
+        print("errors", len(errors))
+        for error in errors[:5]:
+            print(error)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_2000_concurrent_clients_through_one_pgbouncer(primary: testinfra.host.Host) -> None:
+    node_name = APP_NODES[0]
+    node = get_host(node_name)
+    node_ip = str(host_vars(node_name)["private_ip"])
+    pool = int(host_vars(node_name).get("pgbouncer_default_pool_size", 10))
+    reserve = int(host_vars(node_name).get("pgbouncer_reserve_pool_size", 2))
+    # The primary counts the server connections that come from this node while the load runs.
+    sampler = primary.run(
+        "nohup sh -c 'for i in $(seq 600); do runuser -u postgres -- psql -XAtq -c "
+        "\"SELECT count(*) FROM pg_stat_activity WHERE client_addr = '\\''%s'\\''\"; "
+        "sleep 0.05; done' > /tmp/kit-from-node.txt 2>&1 &",
+        node_ip,
+    )
+    assert sampler.rc == 0, sampler.stderr
+    script = base64.b64encode(LOAD.encode()).decode()
+    run = node.run(
+        "echo %s | base64 -d > /tmp/kit-load.py && ulimit -n 8192 && "
+        "/srv/kit-app/current/venv/bin/python /tmp/kit-load.py %s %s",
+        script,
+        env_value(node, "KIT_DATABASE_URL"),
+        str(CLIENTS),
+    )
+    primary.run("pkill -f 'seq 600' || true")
+    assert run.rc == 0, run.stdout + run.stderr
+    assert f"connected {CLIENTS}" in run.stdout, run.stdout
+    assert "errors 0" in run.stdout, run.stdout
+    counts = [int(line) for line in primary.check_output("cat /tmp/kit-from-node.txt").split()]
+    print(f"server connections from {node_name} during the load: max {max(counts)}")
+    assert counts, "the primary was not sampled"
+    assert max(counts) <= pool + reserve

@@ -22,7 +22,7 @@ APP_STAMP := $(APP_VENV)/.installed
 REAPER_VENV  := .cache/reaper-venv
 REAPER_STAMP := $(REAPER_VENV)/.installed
 
-.PHONY: help setup engine image up converge smoke down lint unit molecule molecule-stack molecule-roles test bench clean
+.PHONY: help setup engine image up converge smoke down lint unit molecule molecule-stack molecule-roles test env bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -94,6 +94,10 @@ molecule-roles: setup image ## Molecule: each role's own scenario
 molecule: molecule-roles molecule-stack ## Every Molecule scenario
 
 test: lint unit molecule ## Everything CI runs: lint, unit tests, Molecule scenarios
+
+env: setup ## Scaffold a new environment in inventories/NAME: make env NAME=staging
+	@test -n "$(NAME)" || { echo "make env: name the environment: make env NAME=staging" >&2; exit 2; }
+	python scripts/new_env.py "$(NAME)"
 
 bench: setup ## Benchmarks against the running local stack (results: benchmarks/RESULTS.md)
 	python benchmarks/lb_failover.py

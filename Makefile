@@ -95,9 +95,9 @@ molecule: molecule-roles molecule-stack ## Every Molecule scenario
 
 test: lint unit molecule ## Everything CI runs: lint, unit tests, Molecule scenarios
 
-env: setup ## Scaffold a new environment in inventories/NAME: make env NAME=staging
+env: setup ## Scaffold an environment: make env NAME=staging [PROVIDER=linode]
 	@test -n "$(NAME)" || { echo "make env: name the environment: make env NAME=staging" >&2; exit 2; }
-	python scripts/new_env.py "$(NAME)"
+	python scripts/new_env.py "$(NAME)" --provider "$(or $(PROVIDER),hosts)"
 
 bench: setup ## Benchmarks against the running local stack (results: benchmarks/RESULTS.md)
 	python benchmarks/lb_failover.py

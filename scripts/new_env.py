@@ -1,7 +1,9 @@
 """Scaffold a new environment: `make env NAME=staging` (or `python scripts/new_env.py NAME`).
 
 Renders templates/env/ into inventories/<NAME>/: an example inventory with one host per
-group, `group_vars/all/kit.yml` (the environment's name and how Ansible connects), a vault
+group (or, with `--provider linode`, the dynamic inventory of the instances
+ansible/provision.yml creates, and their description in `group_vars/all/linode.yml`),
+`group_vars/all/kit.yml` (the environment's name and how Ansible connects), a vault
 stub listing every `vault_*` secret the roles read, and for each group a group_vars file
 with every variable of the roles site.yml applies to it, commented out at its default with
 its description. Which roles run on which group is read from ansible/preflight.yml, the
@@ -80,7 +82,7 @@ def vault_variables(root: Path) -> list[str]:
     return sorted(found)
 
 
-def render(name: str, output: Path, root: Path = ROOT) -> list[Path]:
+def render(name: str, output: Path, root: Path = ROOT, provider: str = "hosts") -> list[Path]:
     """Write the new environment into output; the files written."""
     if not NAME.match(name):
         raise Refused(
@@ -99,9 +101,22 @@ def render(name: str, output: Path, root: Path = ROOT) -> list[Path]:
         lstrip_blocks=True,
         autoescape=False,
     )
-    files: dict[Path, str] = {
-        output / "hosts.yml": env.get_template("hosts.yml.j2").render(name=name, groups=GROUPS),
-        output / "group_vars" / "all" / "kit.yml": env.get_template("kit.yml.j2").render(name=name),
+    files: dict[Path, str] = {}
+    if provider == "linode":
+        files[output / "hosts.linode.yml"] = env.get_template("linode/hosts.linode.yml.j2").render(
+            name=name
+        )
+        files[output / "group_vars" / "all" / "linode.yml"] = env.get_template(
+            "linode/linode.yml.j2"
+        ).render(name=name)
+    else:
+        files[output / "hosts.yml"] = env.get_template("hosts.yml.j2").render(
+            name=name, groups=GROUPS
+        )
+    files |= {
+        output / "group_vars" / "all" / "kit.yml": env.get_template("kit.yml.j2").render(
+            name=name, provider=provider
+        ),
         output / "group_vars" / "all" / "vault.yml": env.get_template("vault.yml.j2").render(
             name=name, vault=vault_variables(root)
         ),
@@ -123,18 +138,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("name", help="the new environment's name, e.g. staging")
     parser.add_argument("--output", type=Path, help="where to write it (inventories/<name>)")
+    parser.add_argument(
+        "--provider",
+        choices=["hosts", "linode"],
+        default="hosts",
+        help="hosts: a static inventory of hosts you have; linode: instances provision.yml creates",
+    )
     options = parser.parse_args(argv)
     output = options.output or ROOT / "inventories" / options.name
     try:
-        written = render(options.name, output)
+        written = render(options.name, output, provider=options.provider)
     except Refused as refusal:
         print(f"make env: {refusal}", file=sys.stderr)
         return 2
     for path in written:
         print(f"  wrote {path}")
+    first = (
+        f"describe the instances in {output}/group_vars/all/linode.yml and create them with\n"
+        f"  LINODE_ACCESS_TOKEN=... .venv/bin/ansible-playbook ansible/provision.yml -i {output}\n"
+        if options.provider == "linode"
+        else f"put your hosts in {output}/hosts.yml,\n"
+    )
     print(
-        f"Next: put your hosts in {output}/hosts.yml, the secrets in"
-        f" {output}/group_vars/all/vault.yml (then ansible-vault encrypt it), and run\n"
+        f"Next: {first}set the secrets in {output}/group_vars/all/vault.yml (then"
+        f" ansible-vault encrypt it), and run\n"
         f"  .venv/bin/ansible-playbook ansible/site.yml -i {output}"
     )
     return 0

@@ -32,11 +32,14 @@ def ansible_env() -> dict[str, str]:
     return env
 
 
-def run_ansible(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_ansible(
+    tool: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """One of the pinned Ansible tools, from the repository root; env adds variables."""
     return subprocess.run(
         [str(BIN / tool), *args],
         cwd=ROOT,
-        env=ansible_env(),
+        env=ansible_env() | (env or {}),
         capture_output=True,
         text=True,
         timeout=300,

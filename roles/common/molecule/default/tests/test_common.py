@@ -47,3 +47,13 @@ def test_journald_limits_are_in_force(host) -> None:
 
 def test_no_unit_failed(host) -> None:
     assert host.run("systemctl --failed --no-legend --plain").stdout.strip() == ""
+
+
+def test_ssh_takes_keys_only_and_no_root_once_deploy_can_log_in(host) -> None:
+    effective = host.check_output("sshd -T")
+    settings = dict(line.split(" ", 1) for line in effective.splitlines() if " " in line)
+    assert settings["passwordauthentication"] == "no"
+    assert settings["kbdinteractiveauthentication"] == "no"
+    assert settings["permitemptypasswords"] == "no"
+    assert settings["permitrootlogin"] == "no"
+    assert host.service("ssh").is_running

@@ -7,8 +7,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 testinfra_hosts = ["kit-molecule-pgb-app"]
 
 SCENARIO = Path(__file__).resolve().parents[1]
@@ -129,23 +127,29 @@ def test_pool_settings_and_open_file_limit(host) -> None:
     assert int(soft.split()[3]) > 10000
 
 
-@pytest.mark.parametrize("size", ["7"])
-def test_a_change_reloads_without_dropping_clients(host, size: str) -> None:
+def test_a_change_reloads_without_dropping_clients(host) -> None:
     pid = main_pid(host)
-    # A client mid-query while the change lands.
+    # A client connected before the change, and still using the same connection after it:
+    # psql runs the second query only once the change has landed (/tmp/kit-go).
+    host.run("rm -f /tmp/kit-go /tmp/held.out /tmp/held.rc")
     host.run(
-        "(PGPASSWORD=molecule-app psql -XAtq 'host=127.0.0.1 port=6432 dbname=kit user=kit_app'"
-        " -c 'SELECT pg_sleep(6)' > /tmp/held.out 2>&1; echo $? > /tmp/held.rc) &"
+        "((echo 'SELECT 1;'; while [ ! -f /tmp/kit-go ]; do sleep 0.2; done; echo 'SELECT 2;')"
+        " | PGPASSWORD=molecule-app psql -XAtq -v ON_ERROR_STOP=1"
+        " 'host=127.0.0.1 port=6432 dbname=kit user=kit_app' > /tmp/held.out 2>&1;"
+        " echo $? > /tmp/held.rc) > /dev/null 2>&1 &"
     )
     try:
-        changed = converge("-e", f'{{"pgbouncer_default_pool_size": {size}}}')
+        changed = converge("-e", '{"pgbouncer_default_pool_size": 7}')
         assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-3000:]
         assert "Reload PgBouncer" in changed.stdout
         assert main_pid(host) == pid
-        assert f"default_pool_size|{size}|" in admin(host, "SHOW CONFIG")
-        host.run("for i in $(seq 100); do test -f /tmp/held.rc && break; sleep 0.1; done")
+        assert "default_pool_size|7|" in admin(host, "SHOW CONFIG")
+        host.run("touch /tmp/kit-go")
+        host.run("for i in $(seq 100); do test -s /tmp/held.rc && break; sleep 0.1; done")
         assert host.file("/tmp/held.rc").content_string.strip() == "0"
+        assert host.file("/tmp/held.out").content_string.split() == ["1", "2"]
     finally:
+        host.run("touch /tmp/kit-go")
         restored = converge()
         assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]
     assert "default_pool_size|10|" in admin(host, "SHOW CONFIG")

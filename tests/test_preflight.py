@@ -110,3 +110,17 @@ def test_a_host_both_primary_and_replica_is_refused(tmp_path: Path) -> None:
     assert result.returncode != 0, output
     assert "no host may also be in db_replicas (both: ['kit-db-1'])" in output
     assert "TASK [common" not in output
+
+
+def test_an_empty_ssh_allow_list_is_refused_outside_local() -> None:
+    vault = load_yaml(ROOT / "inventories" / "staging" / "group_vars" / "all" / "vault.yml")
+    variables: dict[str, object] = {name: secrets_token(name) for name in vault}
+    variables["firewall_ssh_networks"] = []
+    result = run_ansible(
+        "ansible-playbook", "ansible/site.yml", "-i", "inventories/staging",
+        "-e", json.dumps(variables),
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "firewall_ssh_networks is empty in environment 'staging'" in output
+    assert "TASK [common" not in output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -46,6 +47,12 @@ def server_stats(lb) -> dict[str, dict[str, str]]:
         for row in csv.DictReader(io.StringIO(raw))
         if row["pxname"] == "app" and row["svname"] != "BACKEND"
     }
+
+
+def backend_queue(lb) -> int:
+    raw = lb.check_output(f"echo 'show stat' | socat stdio {SOCKET}").lstrip("# ")
+    rows = csv.DictReader(io.StringIO(raw))
+    return next(int(r["qcur"]) for r in rows if r["pxname"] == "app" and r["svname"] == "BACKEND")
 
 
 def wait_for_status(lb, server: str, status: str, timeout: float = 20.0) -> float:
@@ -121,6 +128,35 @@ def test_request_id_is_passed_to_the_app_or_generated(lb) -> None:
     assert f"rid={generated}" in lb.check_output("journalctl -u haproxy --no-pager -n 100")
 
 
+def test_maxconn_is_what_the_granted_open_files_hold(lb) -> None:
+    granted = int(lb.check_output("awk '/^Max open files/ {print $5}' /proc/1/limits"))
+    config = lb.file(CONFIG).content_string
+    maxconn = int(
+        next(x for x in config.splitlines() if x.strip().startswith("maxconn")).split()[1]
+    )
+    assert maxconn == min(60000, (granted - 1000) // 2)
+    master = lb.check_output("systemctl show --value -p MainPID haproxy")
+    limit = lb.check_output(f"awk '/^Max open files/ {{print $4}}' /proc/{master}/limits")
+    assert int(limit) == 2 * maxconn + 1000 <= granted
+    assert fetch("/healthz")[0] == 200
+
+
+def instance_capacity(node: str) -> int:
+    """Requests one gunicorn instance of `node` serves at once, from its rendered config."""
+    conf = get_host(node).file("/etc/kit-app/gunicorn.conf.py").content_string
+    workers = int(re.search(r"^workers = (\d+)$", conf, re.M)[1])  # type: ignore[index]
+    threads = re.search(r"^threads = (\d+)$", conf, re.M)
+    return workers * (int(threads[1]) if threads else 1)
+
+
+def test_each_lb_sends_an_instance_its_share_less_a_slot_for_checks(lb) -> None:
+    lbs = len(INVENTORY.get_hosts("lb"))
+    capacity = {name: instance_capacity(name.rsplit("-", 1)[0]) for name in server_stats(lb)}
+    limits = {name: int(row["slim"]) for name, row in server_stats(lb).items()}
+    assert limits == {name: (cap - lbs) // lbs for name, cap in capacity.items()}
+    assert all(limit >= 1 for limit in limits.values()), limits
+
+
 def test_health_checks_take_a_dead_instance_out_within_3_seconds_by_config(lb) -> None:
     config = lb.file(CONFIG).content_string
     line = next(x for x in config.splitlines() if x.strip().startswith("default-server"))
@@ -154,6 +190,68 @@ def test_stopped_instance_is_marked_down_and_no_request_fails(lb) -> None:
         time.sleep(1)
     print(f"{server} marked DOWN {elapsed:.2f}s after its unit was stopped; outcomes {outcomes}")
     assert outcomes["ok"] > 20
+    assert set(outcomes) == {"ok"}, outcomes
+
+
+@contextmanager
+def saturating_clients(clients: int, path: str) -> Iterator[Counter[str]]:
+    """`clients` threads, each sending `path` through the lb again and again until the block
+    ends; yields a Counter of outcomes ('ok', 'status 503', 'TimeoutError', ...)."""
+    outcomes: Counter[str] = Counter()
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                request = urllib.request.Request(LB_URL + path)
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    response.read()
+                    outcomes["ok" if response.status == 200 else f"status {response.status}"] += 1
+            except urllib.error.HTTPError as error:
+                outcomes[f"status {error.code}"] += 1
+            except OSError as error:
+                outcomes[type(error).__name__] += 1
+
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield outcomes
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=40)
+
+
+def test_busy_instances_stay_up_and_hung_ones_still_leave(lb) -> None:
+    """Twice as many clients as this lb may send to the app tier at once, each asking for a
+    1 s request: the overflow waits in HAProxy's queue, no busy instance is taken for dead,
+    nobody gets an error. Under the same load an instance that hangs (SIGSTOP) still leaves
+    rotation, and comes back when it resumes."""
+    stats = server_stats(lb)
+    slots = sum(int(row["slim"]) for row in stats.values())
+    downs_before = {name: int(row["chkdown"]) for name, row in stats.items()}
+    node, port = APP_NODES[0], 8001
+    server = f"{node}-{port}"
+    with saturating_clients(2 * slots, "/_test/sleep?s=1") as outcomes:
+        time.sleep(12)
+        busy = server_stats(lb)
+        queued = backend_queue(lb)
+        saturated = dict(outcomes)
+        get_host(node).check_output(f"systemctl kill --signal=SIGSTOP gunicorn@{port}.service")
+        try:
+            wait_for_status(lb, server, "DOWN", timeout=10)
+        finally:
+            get_host(node).check_output(f"systemctl kill --signal=SIGCONT gunicorn@{port}.service")
+        wait_for_status(lb, server, "UP")
+    print(f"{2 * slots} clients on {slots} slots: {saturated}, queued {queued}; "
+          f"with one instance hung: {dict(outcomes)}")  # fmt: skip
+    assert queued > 0, "the overflow should wait in HAProxy's queue"
+    assert saturated.get("ok", 0) > slots, saturated
+    assert set(saturated) == {"ok"}, saturated
+    assert {name: int(row["chkdown"]) for name, row in busy.items()} == downs_before, (
+        "an instance busy with requests was taken for dead"
+    )
     assert set(outcomes) == {"ok"}, outcomes
 
 

@@ -7,6 +7,10 @@ VENV       ?= .venv
 PYTHON     ?= python3
 IMAGE      ?= kit-debian12-systemd:latest
 INVENTORY  ?= inventories/local
+# Load balancers of the local stack: `make up LB=6`. Kept for later runs (converge, smoke,
+# loadtest) in $(LB_SAVED) until `make down`; KIT_LB_COUNT overrides it.
+LB         ?=
+LB_SAVED   := .cache/local-stack/lb_count
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export KIT_BASE_IMAGE := $(IMAGE)
@@ -22,7 +26,7 @@ APP_STAMP := $(APP_VENV)/.installed
 REAPER_VENV  := .cache/reaper-venv
 REAPER_STAMP := $(REAPER_VENV)/.installed
 
-.PHONY: help setup engine image up converge smoke down lint unit molecule molecule-stack molecule-roles test env bench clean
+.PHONY: help setup engine image up converge smoke down lint unit molecule molecule-stack molecule-roles test env bench loadtest clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -49,7 +53,8 @@ engine: ## Start the Docker engine if it is not answering (installs docker.io wh
 image: engine ## Build the systemd Debian 12 base image (cached)
 	@scripts/build-image.sh
 
-up: setup image ## Create the local stack, converge it with ansible/site.yml, smoke-test it
+up: setup image ## Create the local stack (LB=N load balancers), converge it with ansible/site.yml, smoke-test it
+	@if [ -n "$(LB)" ]; then mkdir -p $(dir $(LB_SAVED)) && echo "$(LB)" > $(LB_SAVED); fi
 	$(PLAYBOOK) ansible/local_up.yml
 	$(PLAYBOOK) ansible/site.yml
 	$(PLAYBOOK) ansible/smoke.yml
@@ -62,6 +67,7 @@ smoke: setup ## Smoke-test the running stack
 
 down: setup engine ## Remove the local stack's containers and network
 	$(PLAYBOOK) ansible/local_down.yml
+	rm -f $(LB_SAVED)
 
 lint: setup ## yamllint, ansible-lint (production profile), ruff
 	yamllint --strict .
@@ -103,6 +109,11 @@ bench: setup ## Benchmarks against the running local stack (results: benchmarks/
 	python benchmarks/lb_failover.py
 	python benchmarks/lb_throughput.py
 	python benchmarks/pgbouncer_pgbench.py
+
+CLIENTS  ?= 5000
+DURATION ?= 60
+loadtest: setup ## Keep-alive clients with think time through every lb: make loadtest CLIENTS=50000 DURATION=60
+	python benchmarks/loadtest.py --clients $(CLIENTS) --duration $(DURATION)
 
 clean: down ## Remove the stack and the virtualenv
 	rm -rf $(VENV) .cache

@@ -16,6 +16,8 @@ import shutil
 import statistics
 import subprocess
 
+from stack import cpu_seconds
+
 LB_CONTAINER = "kit-lb-1"
 SOCKET = "/run/haproxy/admin.sock"
 PATH = "/whoami"
@@ -42,6 +44,12 @@ def lb_address() -> str:
         check=True, capture_output=True, text=True,
     ).stdout.strip()  # fmt: skip
     return f"{out}:80"
+
+
+def app_containers() -> list[str]:
+    out = subprocess.run(["docker", "ps", "--format", "{{.Names}}", "--filter", "name=kit-app-"],
+                         check=True, capture_output=True, text=True).stdout  # fmt: skip
+    return sorted(out.split())
 
 
 def wrk(targets: list[str], connections: int, seconds: int) -> tuple[float, str]:
@@ -73,11 +81,23 @@ def main() -> None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
 
     direct_targets, lb = servers(), lb_address()
+    apps = app_containers()
     direct, through = [], []
+    # CPU seconds per 1,000 requests, of the app containers and of the lb container.
+    cost: dict[str, list[tuple[float, float]]] = {"direct": [], "lb": []}
+
+    def measured(path: str, targets: list[str]) -> tuple[float, str]:
+        app0, lb0 = sum(map(cpu_seconds, apps)), cpu_seconds(LB_CONTAINER)
+        rate, errors = wrk(targets, args.connections, args.seconds)
+        app1, lb1 = sum(map(cpu_seconds, apps)), cpu_seconds(LB_CONTAINER)
+        kreq = rate * args.seconds / 1000
+        cost[path].append(((app1 - app0) / kreq, (lb1 - lb0) / kreq))
+        return rate, errors
+
     for _ in range(args.rounds):
-        rate, errors = wrk(direct_targets, args.connections, args.seconds)
+        rate, errors = measured("direct", direct_targets)
         direct.append(rate)
-        rate, errors_lb = wrk([lb], args.connections, args.seconds)
+        rate, errors_lb = measured("lb", [lb])
         through.append(rate)
         for label, text in (("direct", errors), ("lb", errors_lb)):
             if text:
@@ -92,6 +112,15 @@ def main() -> None:
               (("direct", direct), ("lb", through))}  # fmt: skip
     print(f"| straight to the instances | {rounds['direct']} | {d:.0f} | 1.00 |")
     print(f"| through HAProxy | {rounds['lb']} | {t:.0f} | {t / d:.2f} |")
+    print()
+    print("CPU seconds per 1,000 requests (median over rounds), where the cores go:")
+    print()
+    print("| path | app containers | lb container |")
+    print("|---|---|---|")
+    for path, label in (("direct", "straight to the instances"), ("lb", "through HAProxy")):
+        app_cost = statistics.median(c[0] for c in cost[path])
+        lb_cost = statistics.median(c[1] for c in cost[path])
+        print(f"| {label} | {app_cost:.3f} | {lb_cost:.3f} |")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,14 +61,36 @@ def test_local_hosts_sit_on_the_stack_subnet() -> None:
         assert ip != gateway, f"{host} uses the gateway address {gateway}"
 
 
-def test_local_stack_publishes_only_the_load_balancer_on_loopback() -> None:
+def test_local_stack_publishes_only_the_load_balancers_on_loopback() -> None:
+    local_up = (ROOT / "ansible" / "local_up.yml").read_text()
+    rest = local_up[local_up.index("published_ports:") :]
+    published = rest[: rest.index("labels:")]
+    assert "if item in groups['lb'] else []" in published
+    assert published.count("'127.0.0.1:'") == 2
+
+
+@pytest.mark.parametrize("count", [1, 3, 9])
+def test_local_lb_count_is_a_setting_not_an_edit(
+    count: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KIT_LB_COUNT", str(count))
     data = inventory_list(ROOT / "inventories" / "local")
-    stack = load_yaml(ROOT / "inventories" / "local" / "group_vars" / "all" / "local_stack.yml")
-    published = stack["local_stack_published_ports"]
-    assert set(published) <= hosts_of(data, "lb")
-    for ports in published.values():
-        for spec in ports:
-            assert spec.startswith("127.0.0.1:"), spec
+    lbs = sorted(hosts_of(data, "lb"))
+    assert lbs == sorted(f"kit-lb-{n}" for n in range(1, count + 1))
+    addresses = {data["_meta"]["hostvars"][h]["private_ip"] for h in hosts_of(data, "all")}
+    assert len(addresses) == len(hosts_of(data, "all"))
+
+
+@pytest.mark.parametrize("bad", ["0", "10", "two"])
+def test_local_lb_count_out_of_range_is_refused_by_name(bad: str) -> None:
+    env = {**os.environ, "KIT_LB_COUNT": bad}
+    script = ROOT / "inventories" / "local" / "lb_hosts.py"
+    result = subprocess.run(
+        [sys.executable, script, "--list"], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0
+    assert "KIT_LB_COUNT" in result.stderr
+    assert bad in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,9 @@
 """Facts one layer publishes for another are computed in every run, never read from an
-earlier one.
+earlier one, and the application's environment is never rendered without them.
 
 The playbooks run against the local inventory with every host on this machine
 (`ansible_connection=local`): the plays gather facts and publish endpoints exactly as on the
-containers, and nothing here changes a host.
+containers, and nothing here changes a host (the refusals run in check mode).
 """
 
 from __future__ import annotations
@@ -84,10 +84,10 @@ def test_a_cold_run_renders_every_url_into_the_environment(tmp_path: Path) -> No
                 "gather_facts": False,
                 "tasks": [
                     {
-                        "name": "Load the app role's variables",
+                        "name": "Load the app role's variables and check the endpoints",
                         "ansible.builtin.include_role": {
                             "name": "app",
-                            "tasks_from": "listeners.yml",
+                            "tasks_from": "require_endpoints.yml",
                             "public": True,
                         },
                     },
@@ -131,6 +131,75 @@ def test_a_cold_run_renders_every_url_into_the_environment(tmp_path: Path) -> No
             assert name in text, f"{host}: no {name} in\n{text}"
     # Two app nodes with two instances each (inventories/local/group_vars/app.yml).
     assert "instances=4" in output
+
+
+def test_the_environment_is_not_rendered_without_the_redis_endpoints(tmp_path: Path) -> None:
+    result = run_playbook(
+        tmp_path,
+        [
+            {
+                "name": "Render the workers' environment with nothing published",
+                "hosts": "workers",
+                "gather_facts": False,
+                "tasks": [
+                    {
+                        "name": "Render the environment",
+                        "ansible.builtin.include_role": {
+                            "name": "app",
+                            "tasks_from": "environment.yml",
+                        },
+                    }
+                ],
+            }
+        ],
+        "--check",
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "redis_endpoints is not set on kit-redis-1" in output, output
+    assert "TASK [app : Render the application's environment]" not in output
+
+
+def test_the_environment_is_not_rendered_without_the_database_endpoint(tmp_path: Path) -> None:
+    result = run_playbook(
+        tmp_path,
+        [
+            {
+                "name": "Publish the Redis endpoints only",
+                "hosts": "redis",
+                "gather_facts": False,
+                "tasks": [
+                    {
+                        "name": "Publish them",
+                        "ansible.builtin.include_role": {
+                            "name": "redis",
+                            "tasks_from": "endpoints.yml",
+                        },
+                    }
+                ],
+            },
+            {
+                "name": "Render the workers' environment without the PgBouncer endpoint",
+                "hosts": "workers",
+                "gather_facts": False,
+                "tasks": [
+                    {
+                        "name": "Render the environment",
+                        "ansible.builtin.include_role": {
+                            "name": "app",
+                            "tasks_from": "environment.yml",
+                        },
+                    }
+                ],
+            },
+        ],
+        "--check",
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "kit-workers-1: pgbouncer_endpoint is not set" in output, output
+    assert "app_database_group" in output
+    assert "TASK [app : Render the application's environment]" not in output
 
 
 def test_a_run_limited_away_from_the_database_hosts_stops_naming_the_fact(

@@ -28,16 +28,16 @@ help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt
-	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
-	  echo "setup: $(PYTHON) has no venv/ensurepip; on Debian: apt-get install python3-venv" >&2; exit 1; fi
+	@scripts/python-venv.sh $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements.txt
 	touch $@
 
-setup: $(STAMP) ## Install the pinned tools into .venv
+setup: $(STAMP) ## Install the pinned tools into .venv (installs python3-venv when missing)
 
 $(APP_STAMP): app_skeleton/pyproject.toml
+	@scripts/python-venv.sh $(PYTHON)
 	$(PYTHON) -m venv $(APP_VENV)
 	$(APP_VENV)/bin/pip install --quiet --upgrade pip
 	$(APP_VENV)/bin/pip install --quiet -e 'app_skeleton[test]'
@@ -70,6 +70,7 @@ lint: setup ## yamllint, ansible-lint (production profile), ruff
 	ruff format --check .
 
 $(REAPER_STAMP): reaper/pyproject.toml
+	@scripts/python-venv.sh $(PYTHON)
 	$(PYTHON) -m venv $(REAPER_VENV)
 	$(REAPER_VENV)/bin/pip install --quiet --upgrade pip
 	$(REAPER_VENV)/bin/pip install --quiet -e 'reaper[test]' mypy

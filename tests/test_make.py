@@ -1,0 +1,74 @@
+"""The Makefile and its helper scripts do what the README says on a fresh machine.
+
+Nothing here installs anything: `apt-get`, `id` and the Python under test are stand-ins on
+PATH that record how they were called.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+
+def stand_in(bin_dir: Path, name: str, body: str) -> None:
+    path = bin_dir / name
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def fresh_machine(tmp_path: Path) -> dict[str, Path]:
+    """A Python without venv (until python3-venv is "installed"), a recording apt-get."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    installed = tmp_path / "python3-venv-installed"
+    calls = tmp_path / "apt-get.calls"
+    stand_in(bin_dir, "fake-python", f'test -e "{installed}"')
+    stand_in(
+        bin_dir,
+        "apt-get",
+        f'echo "$*" >> "{calls}"\ncase "$*" in *install*) touch "{installed}";; esac',
+    )
+    return {"bin": bin_dir, "installed": installed, "calls": calls}
+
+
+def python_venv(machine: dict[str, Path], uid: int) -> subprocess.CompletedProcess[str]:
+    stand_in(machine["bin"], "id", f"echo {uid}")
+    return subprocess.run(
+        [str(ROOT / "scripts" / "python-venv.sh"), "fake-python"],
+        env=dict(os.environ, PATH=f"{machine['bin']}{os.pathsep}{os.environ['PATH']}"),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_setup_installs_python3_venv_as_root_on_debian(fresh_machine: dict[str, Path]) -> None:
+    result = python_venv(fresh_machine, uid=0)
+    assert result.returncode == 0, result.stderr
+    assert "installing Debian's python3-venv" in result.stderr
+    assert "install -y -qq python3-venv" in fresh_machine["calls"].read_text()
+
+
+def test_setup_names_the_package_when_it_cannot_install_it(fresh_machine: dict[str, Path]) -> None:
+    result = python_venv(fresh_machine, uid=1000)
+    assert result.returncode == 1
+    assert "sudo apt-get install python3-venv" in result.stderr
+    assert not fresh_machine["calls"].exists()
+
+
+def test_setup_installs_nothing_when_venv_works(fresh_machine: dict[str, Path]) -> None:
+    fresh_machine["installed"].touch()
+    result = python_venv(fresh_machine, uid=0)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert not fresh_machine["calls"].exists()
+
+
+def test_every_virtualenv_the_makefile_creates_checks_venv_first() -> None:
+    lines = (ROOT / "Makefile").read_text().splitlines()
+    for n, line in enumerate(lines):
+        if "-m venv" in line and "--help" not in line:
+            assert "scripts/python-venv.sh" in lines[n - 1], line

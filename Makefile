@@ -5,7 +5,9 @@ SHELL := /bin/bash
 
 VENV       ?= .venv
 PYTHON     ?= python3
-IMAGE      ?= kit-debian12-systemd:latest
+# The base image: `make up IMAGE=name` or `KIT_BASE_IMAGE=name make up` (what build-image.sh,
+# local_up.yml and the Molecule scenarios read).
+IMAGE      ?= $(or $(KIT_BASE_IMAGE),kit-debian12-systemd:latest)
 INVENTORY  ?= inventories/local
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)

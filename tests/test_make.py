@@ -72,3 +72,26 @@ def test_every_virtualenv_the_makefile_creates_checks_venv_first() -> None:
     for n, line in enumerate(lines):
         if "-m venv" in line and "--help" not in line:
             assert "scripts/python-venv.sh" in lines[n - 1], line
+
+
+def image_seen_by_recipes(*args: str, **env: str) -> str:
+    """The KIT_BASE_IMAGE a recipe of the Makefile sees (build-image.sh, local_up.yml and
+    Molecule read it from there), for `make ARGS` run with env added."""
+    variables = {k: v for k, v in os.environ.items() if k not in {"KIT_BASE_IMAGE", "IMAGE"}}
+    result = subprocess.run(
+        ["make", "-s", "--no-print-directory",
+         "--eval", "kit-print-image: ; @echo $$KIT_BASE_IMAGE", "kit-print-image", *args],
+        cwd=ROOT, env=variables | env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return result.stdout.strip()
+
+
+def test_kit_base_image_from_the_environment_reaches_every_recipe() -> None:
+    assert image_seen_by_recipes(KIT_BASE_IMAGE="registry.example/debian:systemd") == (
+        "registry.example/debian:systemd"
+    )
+
+
+def test_image_on_the_command_line_wins_and_the_default_stays() -> None:
+    assert image_seen_by_recipes("IMAGE=mine:1", KIT_BASE_IMAGE="other:2") == "mine:1"
+    assert image_seen_by_recipes() == "kit-debian12-systemd:latest"

@@ -102,10 +102,15 @@ env: setup ## Scaffold an environment: make env NAME=staging [PROVIDER=linode]
 	@test -n "$(NAME)" || { echo "make env: name the environment: make env NAME=staging" >&2; exit 2; }
 	python scripts/new_env.py "$(NAME)" --provider "$(or $(PROVIDER),hosts)"
 
-bench: setup ## Benchmarks against the running local stack (results: benchmarks/RESULTS.md)
-	python benchmarks/lb_failover.py
-	python benchmarks/lb_throughput.py
-	python benchmarks/pgbouncer_pgbench.py
+# Every benchmark in benchmarks/, each with its defaults; those that import the reaper package
+# run in the reaper's own virtualenv.
+BENCHMARKS        := $(sort $(wildcard benchmarks/*.py))
+REAPER_BENCHMARKS := benchmarks/reaper_overhead.py
+
+bench: setup $(REAPER_STAMP) ## Every benchmark against the running local stack (results: benchmarks/RESULTS.md; installs wrk when missing)
+	@scripts/apt-command.sh wrk
+	for benchmark in $(filter-out $(REAPER_BENCHMARKS),$(BENCHMARKS)); do echo "== $$benchmark"; python "$$benchmark"; done
+	for benchmark in $(REAPER_BENCHMARKS); do echo "== $$benchmark"; $(REAPER_VENV)/bin/python "$$benchmark"; done
 
 clean: down ## Remove the stack and the virtualenv
 	rm -rf $(VENV) .cache

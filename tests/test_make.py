@@ -95,3 +95,50 @@ def test_kit_base_image_from_the_environment_reaches_every_recipe() -> None:
 def test_image_on_the_command_line_wins_and_the_default_stays() -> None:
     assert image_seen_by_recipes("IMAGE=mine:1", KIT_BASE_IMAGE="other:2") == "mine:1"
     assert image_seen_by_recipes() == "kit-debian12-systemd:latest"
+
+
+def apt_command(bin_dir: Path, uid: int) -> subprocess.CompletedProcess[str]:
+    """scripts/apt-command.sh for a command no machine has, with a recording apt-get that
+    "installs" it."""
+    stand_in(bin_dir, "id", f"echo {uid}")
+    stand_in(
+        bin_dir, "apt-get",
+        f'echo "$*" >> "{bin_dir}/apt-get.calls"\n'
+        f'case "$*" in *install*) printf "#!/bin/sh\\n" > "{bin_dir}/kit-no-such-tool"; '
+        f'chmod +x "{bin_dir}/kit-no-such-tool";; esac',
+    )  # fmt: skip
+    return subprocess.run(
+        [str(ROOT / "scripts" / "apt-command.sh"), "kit-no-such-tool", "kit-tool-package"],
+        env=dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}"),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_a_missing_tool_is_installed_as_root_on_debian(tmp_path: Path) -> None:
+    result = apt_command(tmp_path, uid=0)
+    assert result.returncode == 0, result.stderr
+    assert "installing Debian's kit-tool-package" in result.stderr
+    assert "install -y -qq kit-tool-package" in (tmp_path / "apt-get.calls").read_text()
+
+
+def test_a_missing_tool_is_named_when_it_cannot_be_installed(tmp_path: Path) -> None:
+    result = apt_command(tmp_path, uid=1000)
+    assert result.returncode == 1
+    assert "sudo apt-get install kit-tool-package" in result.stderr
+    assert not (tmp_path / "apt-get.calls").exists()
+
+
+def test_bench_runs_every_benchmark_and_installs_wrk_first() -> None:
+    result = subprocess.run(
+        ["make", "-n", "--no-print-directory", "bench"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    wrk = next(n for n, line in enumerate(lines) if "apt-command.sh wrk" in line)
+    for benchmark in sorted((ROOT / "benchmarks").glob("*.py")):
+        runs = [n for n, line in enumerate(lines) if f"benchmarks/{benchmark.name}" in line]
+        assert runs, f"make bench does not run {benchmark.name}"
+        assert min(runs) > wrk
+    # The reaper's benchmark imports kit_reaper: it runs in the reaper's own virtualenv.
+    reaper = next(line for line in lines if "benchmarks/reaper_overhead.py" in line)
+    assert ".cache/reaper-venv/bin/python" in reaper

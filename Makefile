@@ -5,7 +5,9 @@ SHELL := /bin/bash
 
 VENV       ?= .venv
 PYTHON     ?= python3
-IMAGE      ?= kit-debian12-systemd:latest
+# The base image: `make up IMAGE=name` or `KIT_BASE_IMAGE=name make up` (what build-image.sh,
+# local_up.yml and the Molecule scenarios read).
+IMAGE      ?= $(or $(KIT_BASE_IMAGE),kit-debian12-systemd:latest)
 INVENTORY  ?= inventories/local
 # Load balancers of the local stack: `make up LB=6`. Kept for later runs (converge, smoke,
 # loadtest) in $(LB_SAVED) until `make down`; KIT_LB_COUNT overrides it.
@@ -32,16 +34,16 @@ help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt
-	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
-	  echo "setup: $(PYTHON) has no venv/ensurepip; on Debian: apt-get install python3-venv" >&2; exit 1; fi
+	@scripts/python-venv.sh $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements.txt
 	touch $@
 
-setup: $(STAMP) ## Install the pinned tools into .venv
+setup: $(STAMP) ## Install the pinned tools into .venv (installs python3-venv when missing)
 
 $(APP_STAMP): app_skeleton/pyproject.toml
+	@scripts/python-venv.sh $(PYTHON)
 	$(PYTHON) -m venv $(APP_VENV)
 	$(APP_VENV)/bin/pip install --quiet --upgrade pip
 	$(APP_VENV)/bin/pip install --quiet -e 'app_skeleton[test]'
@@ -76,6 +78,7 @@ lint: setup ## yamllint, ansible-lint (production profile), ruff
 	ruff format --check .
 
 $(REAPER_STAMP): reaper/pyproject.toml
+	@scripts/python-venv.sh $(PYTHON)
 	$(PYTHON) -m venv $(REAPER_VENV)
 	$(REAPER_VENV)/bin/pip install --quiet --upgrade pip
 	$(REAPER_VENV)/bin/pip install --quiet -e 'reaper[test]' mypy
@@ -105,10 +108,16 @@ env: setup ## Scaffold an environment: make env NAME=staging [PROVIDER=linode]
 	@test -n "$(NAME)" || { echo "make env: name the environment: make env NAME=staging" >&2; exit 2; }
 	python scripts/new_env.py "$(NAME)" --provider "$(or $(PROVIDER),hosts)"
 
-bench: setup ## Benchmarks against the running local stack (results: benchmarks/RESULTS.md)
-	python benchmarks/lb_failover.py
-	python benchmarks/lb_throughput.py
-	python benchmarks/pgbouncer_pgbench.py
+# Every benchmark in benchmarks/, each with its defaults; those that import the reaper package
+# run in the reaper's own virtualenv.
+# Every script in benchmarks/ but stack.py, the module they share.
+BENCHMARKS        := $(filter-out benchmarks/stack.py,$(sort $(wildcard benchmarks/*.py)))
+REAPER_BENCHMARKS := benchmarks/reaper_overhead.py
+
+bench: setup $(REAPER_STAMP) ## Every benchmark against the running local stack (results: benchmarks/RESULTS.md; installs wrk when missing)
+	@scripts/apt-command.sh wrk
+	for benchmark in $(filter-out $(REAPER_BENCHMARKS),$(BENCHMARKS)); do echo "== $$benchmark"; python "$$benchmark"; done
+	for benchmark in $(REAPER_BENCHMARKS); do echo "== $$benchmark"; $(REAPER_VENV)/bin/python "$$benchmark"; done
 
 CLIENTS  ?= 5000
 DURATION ?= 60

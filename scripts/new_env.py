@@ -160,9 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         else f"put your hosts in {output}/hosts.yml,\n"
     )
     print(
-        f"Next: {first}set the secrets in {output}/group_vars/all/vault.yml (then"
-        f" ansible-vault encrypt it), and run\n"
-        f"  .venv/bin/ansible-playbook ansible/site.yml -i {output}"
+        f"Next: {first}set firewall_ssh_networks in {output}/group_vars/all/kit.yml, the secrets"
+        f" in {output}/group_vars/all/vault.yml, encrypt it with\n"
+        f"  .venv/bin/ansible-vault encrypt {output}/group_vars/all/vault.yml\n"
+        f"and run (--vault-password-file FILE instead of --ask-vault-pass reads the password"
+        f" from a file)\n"
+        f"  .venv/bin/ansible-playbook ansible/site.yml -i {output} --ask-vault-pass"
     )
     return 0
 

@@ -114,7 +114,7 @@ def test_inventory_groups_come_from_tags_and_private_ip_is_set(
 def test_site_pre_flight_accepts_the_provisioned_fleet_once_secrets_are_set(
     environment: Path, api: LinodeStandIn
 ) -> None:
-    ssh = json.dumps({"firewall_ssh_networks": ["198.51.100.0/24"]})
+    ssh = json.dumps({"firewall_ssh_networks": ["10.8.0.0/24"]})
     refused = run_ansible(
         "ansible-playbook", "ansible/site.yml", "-i", str(environment), "-e", ssh, env=api.env
     )
@@ -122,7 +122,7 @@ def test_site_pre_flight_accepts_the_provisioned_fleet_once_secrets_are_set(
     assert "is empty or a placeholder in environment 'qa'" in refused.stdout + refused.stderr
     vault = yaml.safe_load((environment / "group_vars" / "all" / "vault.yml").read_text())
     secrets = {name: f"{name}-0123456789abcdef" for name in vault}
-    secrets["firewall_ssh_networks"] = ["198.51.100.0/24"]
+    secrets["firewall_ssh_networks"] = ["10.8.0.0/24"]
     accepted = run_ansible(
         "ansible-playbook", "ansible/preflight.yml", "-i", str(environment),
         "-e", json.dumps(secrets), env=api.env,

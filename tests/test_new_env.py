@@ -63,7 +63,7 @@ def test_new_environment_is_refused_until_its_secrets_are_set(scaffold: Path) ->
     assert refused.returncode != 0, output
     assert "firewall_ssh_networks is empty in environment 'qa'" in output
     assert "TASK [common" not in output
-    ssh = json.dumps({"firewall_ssh_networks": ["198.51.100.0/24"]})
+    ssh = json.dumps({"firewall_ssh_networks": ["10.8.0.0/24"]})
     refused = run_ansible("ansible-playbook", "ansible/site.yml", "-i", str(scaffold), "-e", ssh)
     output = refused.stdout + refused.stderr
     assert refused.returncode != 0, output
@@ -71,7 +71,7 @@ def test_new_environment_is_refused_until_its_secrets_are_set(scaffold: Path) ->
     assert "TASK [common" not in output
     vault = load_yaml(scaffold / "group_vars" / "all" / "vault.yml")
     secrets = {name: f"{name}-0123456789abcdef" for name in vault}
-    secrets["firewall_ssh_networks"] = ["198.51.100.0/24"]
+    secrets["firewall_ssh_networks"] = ["10.8.0.0/24"]
     accepted = run_ansible(
         "ansible-playbook", "ansible/preflight.yml", "-i", str(scaffold), "-e", json.dumps(secrets)
     )

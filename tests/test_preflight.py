@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,8 @@ def test_placeholder_secrets_are_refused_outside_local(inventory: str) -> None:
 
 def test_real_secrets_pass_the_pre_flight_checks() -> None:
     vault = load_yaml(ROOT / "inventories" / "production" / "group_vars" / "all" / "vault.yml")
-    secrets = {name: secrets_token(name) for name in vault}
+    secrets: dict[str, object] = {name: secrets_token(name) for name in vault}
+    secrets["firewall_ssh_networks"] = ["10.8.0.0/24"]
     result = run_ansible(
         "ansible-playbook",
         "ansible/preflight.yml",
@@ -124,3 +126,53 @@ def test_an_empty_ssh_allow_list_is_refused_outside_local() -> None:
     assert result.returncode != 0, output
     assert "firewall_ssh_networks is empty in environment 'staging'" in output
     assert "TASK [common" not in output
+
+
+def staging_with(
+    firewall_ssh_networks: list[str] | None, playbook: str = "site.yml"
+) -> subprocess.CompletedProcess[str]:
+    """A playbook on the staging example with real secrets and, unless None, these networks."""
+    vault = load_yaml(ROOT / "inventories" / "staging" / "group_vars" / "all" / "vault.yml")
+    variables: dict[str, object] = {name: secrets_token(name) for name in vault}
+    if firewall_ssh_networks is not None:
+        variables["firewall_ssh_networks"] = firewall_ssh_networks
+    return run_ansible(
+        "ansible-playbook", f"ansible/{playbook}", "-i", "inventories/staging",
+        "-e", json.dumps(variables),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("networks", "refused"),
+    [
+        (["198.51.100.0/24"], "198.51.100.0/24"),
+        (["192.0.2.10"], "192.0.2.10"),
+        (["10.8.0.0/24", "203.0.113.7/32"], "203.0.113.7/32"),
+        (["2001:db8:1::/48"], "2001:db8:1::/48"),
+    ],
+)
+def test_documentation_networks_in_the_ssh_allow_list_are_refused_outside_local(
+    networks: list[str], refused: str
+) -> None:
+    result = staging_with(networks)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert f"firewall_ssh_networks in environment 'staging' lists {refused}:" in output
+    assert "reserved for documentation examples" in output
+    assert "Gathering Facts" not in output
+    assert "TASK [common" not in output
+
+
+def test_the_example_inventories_ship_a_network_the_pre_flight_refuses() -> None:
+    result = staging_with(None)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "lists 198.51.100.0/24: networks reserved for documentation examples" in output
+
+
+@pytest.mark.parametrize(
+    "networks", [["10.8.0.0/24"], ["192.0.3.0/24", "2001:db9::/32"], ["0.0.0.0/0"]]
+)
+def test_real_networks_in_the_ssh_allow_list_pass(networks: list[str]) -> None:
+    result = staging_with(networks, playbook="preflight.yml")
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -64,3 +64,19 @@ def test_templates_carry_the_managed_marker(role: Path) -> None:
             lines = text.splitlines()
             first = lines[1] if lines[0].startswith("#!") else lines[0]
             assert re.search(r"ansible_managed\s*\|\s*comment", first), template
+
+
+@pytest.mark.parametrize("role", ROLES, ids=ids)
+def test_every_entry_point_variable_is_typed_and_documented(role: Path) -> None:
+    """Task files other roles include (tasks_from) declare their inputs as entry points."""
+    specs = load_yaml(role / "meta" / "argument_specs.yml")["argument_specs"]
+    readme = (role / "README.md").read_text()
+    for entry_point, spec in specs.items():
+        if entry_point == "main":
+            continue
+        assert (role / "tasks" / f"{entry_point}.yml").exists(), f"{role.name}: {entry_point}"
+        for name, option in spec.get("options", {}).items():
+            assert option.get("type"), f"{role.name} {entry_point}: {name} has no type"
+            assert option.get("description"), f"{role.name} {entry_point}: {name} undescribed"
+            assert name.startswith(role.name + "_"), f"{role.name} {entry_point}: {name}"
+            assert f"`{name}`" in readme, f"{role.name}/README.md does not document {name}"

@@ -48,13 +48,16 @@ def get_host(name: str) -> testinfra.host.Host:
     return testinfra.get_host(f"ansible://{name}?ansible_inventory={_inventory_dir()}")
 
 
-def run_playbook(playbook: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run one of the kit's playbooks against the inventory the scenario converged."""
+def run_playbook(
+    playbook: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run one of the kit's playbooks against the inventory the scenario converged; env adds
+    variables to the run's environment."""
     root = Path(__file__).resolve().parents[3]
-    env = dict(os.environ, ANSIBLE_CONFIG=str(root / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    env["ANSIBLE_FORCE_COLOR"] = "0"
+    variables = dict(os.environ, ANSIBLE_CONFIG=str(root / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    variables |= {"ANSIBLE_FORCE_COLOR": "0", **(env or {})}
     return subprocess.run(
         [str(Path(sys.executable).parent / "ansible-playbook"), "-i", _inventory_dir(),
          str(root / "ansible" / playbook), *args],
-        cwd=root, env=env, capture_output=True, text=True, timeout=900, check=False,
+        cwd=root, env=variables, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip

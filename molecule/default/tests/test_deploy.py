@@ -1,26 +1,41 @@
-"""Rolling deploys (ansible/deploy.yml) under a steady stream of requests, and rollback."""
+"""Rolling deploys (ansible/deploy.yml) under a steady stream of requests, and rollback.
+
+The rolling deploy runs with no fact from any earlier run (the state a deploy was in two
+hours after a converge, when facts were cached on disk): whatever it needs from the other
+layers (Redis and database endpoints, the gunicorn listeners) it computes in its own run.
+The tests after it check what a deploy that relied on an earlier run's facts got wrong in a
+green run: the workers' environment, every RQ worker taking jobs, and the migration.
+"""
 
 from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
+import yaml
 from conftest import INVENTORY, get_host, host_vars, run_playbook
 
+ROOT = Path(__file__).resolve().parents[3]
 LB_URL = str(host_vars(INVENTORY.get_hosts("lb")[0])["local_stack_lb_url"])
 APP_NODES = sorted(INVENTORY.get_hosts("app"))
-CODE_HOSTS = APP_NODES + sorted(INVENTORY.get_hosts("workers"))
-SKELETON = Path(__file__).resolve().parents[3] / "app_skeleton"
+WORKER_HOSTS = sorted(INVENTORY.get_hosts("workers"))
+CODE_HOSTS = APP_NODES + WORKER_HOSTS
+SKELETON = ROOT / "app_skeleton"
+RQ_WORKER_DEFAULTS = yaml.safe_load((ROOT / "roles/rq_worker/defaults/main.yml").read_text())
 
 
 @dataclass
@@ -86,14 +101,46 @@ def new_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return source
 
 
-def test_rolling_deploy_under_steady_traffic_fails_no_request(new_version: Path) -> None:
+@pytest.fixture(scope="module")
+def no_fact_cache(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of a run that has no fact from an earlier one: the kit's cache
+    directory removed, and an empty one named should a persistent cache be configured."""
+    shutil.rmtree(ROOT / ".cache" / "facts", ignore_errors=True)
+    return {"ANSIBLE_CACHE_PLUGIN_CONNECTION": str(tmp_path_factory.mktemp("no-facts"))}
+
+
+@dataclass
+class Deploy:
+    result: subprocess.CompletedProcess[str]
+    stream: Stream
+    before: dict[str, str]
+    # On each workers host, its clock when the deploy started (for journalctl --since).
+    started: dict[str, str]
+
+    @property
+    def output(self) -> str:
+        return self.result.stdout + self.result.stderr
+
+
+@pytest.fixture(scope="module")
+def rolling_deploy(new_version: Path, no_fact_cache: dict[str, str]) -> Deploy:
+    """A new release rolled out under steady traffic, with no fact cache."""
     before = {name: current_release(name) for name in CODE_HOSTS}
+    started = {
+        name: get_host(name).check_output("date '+%Y-%m-%d %H:%M:%S'") for name in WORKER_HOSTS
+    }
     with steady_stream() as stream:
         time.sleep(2)
-        result = run_playbook("deploy.yml", "-e", f"app_source_dir={new_version}")
+        result = run_playbook(
+            "deploy.yml", "-e", f"app_source_dir={new_version}", env=no_fact_cache
+        )
         time.sleep(2)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
+    return Deploy(result, stream, before, started)
+
+
+def test_rolling_deploy_under_steady_traffic_fails_no_request(rolling_deploy: Deploy) -> None:
+    result, stream, before = rolling_deploy.result, rolling_deploy.stream, rolling_deploy.before
+    assert result.returncode == 0, rolling_deploy.output[-4000:]
     after = {name: current_release(name) for name in CODE_HOSTS}
     print(
         f"rolling deploy: {stream.seconds:.1f}s, {sum(stream.outcomes.values())} requests "
@@ -107,6 +154,84 @@ def test_rolling_deploy_under_steady_traffic_fails_no_request(new_version: Path)
     for name in APP_NODES:
         pids = get_host(name).check_output("pgrep -f 'gunicorn --config' | head -1")
         assert get_host(name).check_output(f"readlink -f /proc/{pids}/cwd").endswith(after[name])
+
+
+def test_deploy_with_no_fact_cache_keeps_every_url_in_the_environment(
+    rolling_deploy: Deploy,
+) -> None:
+    assert rolling_deploy.result.returncode == 0, rolling_deploy.output[-4000:]
+    for name in CODE_HOSTS:
+        env = get_host(name).check_output("cat /etc/kit-app/env").splitlines()
+        names = {line.split("=", 1)[0] for line in env if "=" in line}
+        missing = {
+            "KIT_REDIS_SESSIONS_URL",
+            "KIT_REDIS_QUEUES_URL",
+            "KIT_DATABASE_URL",
+            "KIT_DATABASE_READ_URL",
+        } - names
+        assert not missing, f"{name}: /etc/kit-app/env lacks {sorted(missing)}"
+
+
+def test_deploy_with_no_fact_cache_runs_the_migration(rolling_deploy: Deploy) -> None:
+    assert rolling_deploy.result.returncode == 0, rolling_deploy.output[-4000:]
+    # Once per batch of deploy_serial nodes (run_once), each "ok" (up to date) or "changed"
+    # (applied); "skipping" is what a deploy without the PgBouncer endpoint printed.
+    runs = [
+        re.findall(r"^(ok|changed|skipping|failed|fatal): \[", block, flags=re.M)
+        for block in rolling_deploy.output.split("TASK [")[1:]
+        if block.startswith("app : Run the release's schema migration")
+    ]
+    assert runs, "the deploy never reached the migration"
+    assert all(outcome and set(outcome) <= {"ok", "changed"} for outcome in runs), runs
+
+
+def wait_for_job(job_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = requests.get(f"{LB_URL}/jobs/{job_id}", timeout=10).json()
+        if body["status"] in {"finished", "failed"} or time.monotonic() > deadline:
+            return body
+        time.sleep(0.3)
+
+
+def test_every_rq_worker_processes_a_job_after_a_deploy_with_no_fact_cache(
+    rolling_deploy: Deploy,
+) -> None:
+    assert rolling_deploy.result.returncode == 0, rolling_deploy.output[-4000:]
+    workers = {
+        (name, n)
+        for name in WORKER_HOSTS
+        for n in range(
+            1,
+            int(host_vars(name).get("rq_worker_count", RQ_WORKER_DEFAULTS["rq_worker_count"])) + 1,
+        )
+    }
+    seen: set[tuple[str, int]] = set()
+    enqueued: list[str] = []
+    deadline = time.monotonic() + 90
+    while seen != workers:
+        assert time.monotonic() < deadline, f"took no job: {sorted(workers - seen)}"
+        # One 2 s job per worker, enqueued at once through HAProxy: each idle worker takes one.
+        batch = [
+            requests.post(
+                f"{LB_URL}/jobs",
+                params={"label": f"after-deploy-{uuid.uuid4()}", "seconds": "2"},
+                timeout=10,
+            ).json()["id"]
+            for _ in workers
+        ]
+        for job_id in batch:
+            body = wait_for_job(job_id)
+            assert body["status"] == "finished", body
+        enqueued += batch
+        # Each worker logs the id of every job it takes, to its own unit's journal.
+        for name, n in sorted(workers - seen):
+            journal = get_host(name).check_output(
+                f"journalctl -u rq-worker@{n}.service --no-pager -o cat "
+                f"--since '{rolling_deploy.started[name]}'"
+            )
+            if any(job_id in journal for job_id in enqueued):
+                seen.add((name, n))
 
 
 def test_rollback_to_a_kept_release_under_traffic_fails_no_request() -> None:

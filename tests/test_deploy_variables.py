@@ -1,0 +1,42 @@
+"""deploy.yml's own variables are typed, checked before any host is touched, and documented."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from conftest import ROOT, run_ansible
+
+
+def deploy_spec() -> dict[str, dict[str, str]]:
+    plays = yaml.safe_load((ROOT / "ansible" / "deploy.yml").read_text())
+    check = next(play for play in plays if play.get("name") == "Check the deploy's own variables")
+    spec: dict[str, dict[str, str]] = check["vars"]["__deploy_argument_spec"]
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("deploy_serial=two", "argument 'deploy_serial' is of type str"),
+        ("deploy_serial=0", "deploy_serial (found 0)"),
+        ("deploy_drain_timeout=soon", "argument 'deploy_drain_timeout' is of type str"),
+        ("deploy_drain_timeout=0", "deploy_drain_timeout (found 0) must each be at least 1"),
+    ],
+)
+def test_a_bad_deploy_variable_stops_the_deploy_before_any_host_is_touched(
+    extra: str, message: str
+) -> None:
+    result = run_ansible("ansible-playbook", "ansible/deploy.yml", "-e", extra)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert message in output, output
+    assert "Gathering Facts" not in output
+    assert "PLAY [Build the release" not in output
+
+
+def test_every_deploy_variable_is_typed_and_in_the_readme_table() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name, option in deploy_spec().items():
+        assert option.get("type"), name
+        assert option.get("description"), name
+        assert f"| `{name}` |" in readme, f"README's deploy table lacks {name}"

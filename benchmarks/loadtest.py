@@ -16,7 +16,7 @@ requests, rate, latency percentiles (merged over the processes), non-2xx answers
 socket errors by kind, peak HAProxy connections per lb host, HAProxy memory per connection,
 app-tier CPU, and access-log lines against requests.
 
-    .venv/bin/python benchmarks/loadtest.py --clients 50000 --duration 60 [--think 20-60]
+    .venv/bin/python benchmarks/loadtest.py --clients 50000 --duration 60 [--think 25-75]
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=5000)
     parser.add_argument("--duration", type=int, default=60,
                         help="seconds with every client connected")  # fmt: skip
-    parser.add_argument("--think", default="20-60", help="seconds between requests, MIN-MAX")
+    parser.add_argument("--think", default="25-75", help="seconds between requests, MIN-MAX")
     parser.add_argument("--per-process", type=int, default=2000)
     parser.add_argument("--path", default="/whoami")
     parser.add_argument("--interval", type=float, default=5.0)

@@ -13,6 +13,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
@@ -47,6 +48,12 @@ def server_stats(lb) -> dict[str, dict[str, str]]:
         for row in csv.DictReader(io.StringIO(raw))
         if row["pxname"] == "app" and row["svname"] != "BACKEND"
     }
+
+
+def dropped_logs(lb) -> int:
+    """Log lines HAProxy could not hand to journald since it started."""
+    info = lb.check_output(f"echo 'show info' | socat stdio {SOCKET}")
+    return int(next(x for x in info.splitlines() if x.startswith("DroppedLogs:")).split()[1])
 
 
 def backend_queue(lb) -> int:
@@ -255,6 +262,25 @@ def test_busy_instances_stay_up_and_hung_ones_still_leave(lb) -> None:
     assert set(outcomes) == {"ok"}, outcomes
 
 
+def test_every_request_of_a_burst_is_in_the_access_log(lb) -> None:
+    tag = uuid.uuid4().hex
+    total = 600
+    dropped = dropped_logs(lb)
+
+    def one(n: int) -> int:
+        return fetch("/whoami", {"X-Request-ID": f"{tag}-{n}"})[0]
+
+    with ThreadPoolExecutor(max_workers=60) as pool:
+        statuses = list(pool.map(one, range(total)))
+    assert statuses == [200] * total
+    time.sleep(2)
+    logged = lb.check_output(
+        f"journalctl -u haproxy --since '-5min' -o cat | grep -c 'rid={tag}-' || true"
+    )
+    assert int(logged) == total
+    assert dropped_logs(lb) == dropped
+
+
 def test_reload_during_a_steady_request_stream_fails_no_request(lb) -> None:
     master = lb.check_output("systemctl show --value -p MainPID haproxy")
     with request_stream() as outcomes:
@@ -271,7 +297,9 @@ def test_reload_during_a_steady_request_stream_fails_no_request(lb) -> None:
 def test_broken_value_fails_the_play_and_leaves_the_running_config(lb) -> None:
     checksum = lb.check_output(f"sha256sum {CONFIG}")
     master = lb.check_output("systemctl show --value -p MainPID haproxy")
-    result = run_playbook("site.yml", "--tags", "haproxy", "-e", "haproxy_timeout_client=30parsecs")
+    result = run_playbook(
+        "site.yml", "--tags", "haproxy", "-e", "haproxy_health_check_inter=30parsecs"
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert "Render haproxy.cfg" in output

@@ -37,7 +37,12 @@ def app_env(name: str) -> str:
 
 def secret(name: str) -> str:
     """A secret of the local environment, as generated on the controller."""
-    return (Path(_inventory_dir()) / ".secrets" / name).read_text().strip()
+    # Where the inventory's password lookups wrote it: beside the file that defines the
+    # hosts (hosts.yml, linked into Molecule's inventory as the directory `hosts`).
+    for base in (Path(_inventory_dir()) / "hosts", Path(_inventory_dir())):
+        if (base / ".secrets" / name).is_file():
+            return (base / ".secrets" / name).read_text().strip()
+    raise FileNotFoundError(f"no .secrets/{name} beside the inventory {_inventory_dir()}")
 
 
 def admin(redis_host, port: int, command: str) -> str:

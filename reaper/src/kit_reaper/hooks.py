@@ -35,6 +35,7 @@ reaper detect a read that overlapped a write.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -331,10 +332,19 @@ def on_exit(server: _Server) -> None:
 
 def worker_abort(worker: _Worker) -> None:
     """On SIGABRT (the reaper's deadline kill, or gunicorn's own timeout): every thread's
-    Python stack to the error log, before the worker exits."""
+    Python stack to the error log, then the worker exits at once.
+
+    gunicorn's own exit (sys.exit) would wait for the request threads of a gthread worker:
+    the interpreter joins its thread pool, so the worker lived on, its accepted connections
+    unanswered, until the reaper's SIGKILL. os._exit ends it now; the kernel closes its
+    connections and HAProxy sees them end."""
     frames = sys._current_frames()
     stacks = [
         f"Thread {ident}:\n{''.join(traceback.format_stack(frame))}"
         for ident, frame in frames.items()
     ]
     worker.log.error("kit_reaper: worker %s aborted; stacks:\n%s", os.getpid(), "\n".join(stacks))
+    for handler in logging.getLogger("gunicorn.error").handlers:
+        handler.flush()
+    sys.stderr.flush()
+    os._exit(1)

@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -144,24 +145,26 @@ def test_a_cold_run_renders_every_url_into_the_environment(tmp_path: Path) -> No
     assert "instances=4" in output
 
 
+def role_tasks_play(hosts: str, role: str, tasks_from: str) -> dict[str, Any]:
+    """A play that runs one task file of a role on `hosts`, and nothing before it."""
+    return {
+        "name": f"Run {role}'s {tasks_from} on {hosts}",
+        "hosts": hosts,
+        "gather_facts": False,
+        "tasks": [
+            {
+                "name": f"Include {role}'s {tasks_from}",
+                "ansible.builtin.include_role": {"name": role, "tasks_from": tasks_from},
+            }
+        ],
+    }
+
+
 def test_the_environment_is_not_rendered_without_the_redis_endpoints(tmp_path: Path) -> None:
     result = run_playbook(
         tmp_path,
         [
-            {
-                "name": "Render the workers' environment with nothing published",
-                "hosts": "workers",
-                "gather_facts": False,
-                "tasks": [
-                    {
-                        "name": "Render the environment",
-                        "ansible.builtin.include_role": {
-                            "name": "app",
-                            "tasks_from": "environment.yml",
-                        },
-                    }
-                ],
-            }
+            role_tasks_play("workers", "app", "environment.yml"),
         ],
         "--check",
     )
@@ -175,34 +178,8 @@ def test_the_environment_is_not_rendered_without_the_database_endpoint(tmp_path:
     result = run_playbook(
         tmp_path,
         [
-            {
-                "name": "Publish the Redis endpoints only",
-                "hosts": "redis",
-                "gather_facts": False,
-                "tasks": [
-                    {
-                        "name": "Publish them",
-                        "ansible.builtin.include_role": {
-                            "name": "redis",
-                            "tasks_from": "endpoints.yml",
-                        },
-                    }
-                ],
-            },
-            {
-                "name": "Render the workers' environment without the PgBouncer endpoint",
-                "hosts": "workers",
-                "gather_facts": False,
-                "tasks": [
-                    {
-                        "name": "Render the environment",
-                        "ansible.builtin.include_role": {
-                            "name": "app",
-                            "tasks_from": "environment.yml",
-                        },
-                    }
-                ],
-            },
+            role_tasks_play("redis", "redis", "endpoints.yml"),
+            role_tasks_play("workers", "app", "environment.yml"),
         ],
         "--check",
     )

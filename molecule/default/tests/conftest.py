@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +64,19 @@ def run_playbook(
          str(root / "ansible" / playbook), *args],
         cwd=root, env=variables, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
+
+
+@contextmanager
+def clients_running(client: Callable[[], None], count: int, stop: threading.Event,
+                    join_timeout: float) -> Iterator[None]:  # fmt: skip
+    """`count` daemon threads running `client` for the length of the block; `stop` is set
+    when it ends, and each thread gets `join_timeout` seconds to finish its request."""
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=join_timeout)

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from conftest import INVENTORY, get_host, host_vars, run_playbook
+from conftest import INVENTORY, clients_running, get_host, host_vars, run_playbook
 
 ROOT = Path(__file__).resolve().parents[3]
 LB_URL = str(host_vars(INVENTORY.get_hosts("lb")[0])["local_stack_lb_url"])
@@ -73,16 +73,11 @@ def steady_stream(clients: int = 4, rate: float = 80.0) -> Iterator[Stream]:
             next_at += interval
             time.sleep(max(0.0, next_at - time.monotonic()))
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
     start = time.monotonic()
-    for thread in threads:
-        thread.start()
     try:
-        yield stream
+        with clients_running(client, clients, stop, join_timeout=60):
+            yield stream
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
         stream.seconds = time.monotonic() - start
 
 

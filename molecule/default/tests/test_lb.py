@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import pytest
 import testinfra
-from conftest import INVENTORY, get_host, host_vars, run_playbook
+from conftest import INVENTORY, clients_running, get_host, host_vars, run_playbook
 
 LB = INVENTORY.get_hosts("lb")[0]
 APP_NODES = sorted(INVENTORY.get_hosts("app"))
@@ -219,15 +219,8 @@ def saturating_clients(clients: int, path: str) -> Iterator[Counter[str]]:
             except OSError as error:
                 outcomes[type(error).__name__] += 1
 
-    threads = [threading.Thread(target=loop, daemon=True) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    try:
+    with clients_running(loop, clients, stop, join_timeout=40):
         yield outcomes
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=40)
 
 
 def test_busy_instances_stay_up_and_hung_ones_still_leave(lb) -> None:

@@ -13,9 +13,14 @@ request id (truncated to their fields).
 
 Every slot starts with a sequence number used as a seqlock. A slot has one writer at a time
 (the worker that owns its group, or the arbiter once that worker is gone), which makes the
-sequence odd, stores the fields, and makes it even again: three ``struct.pack_into`` calls
-into the shared mapping, no syscall, no lock. A reader reads the sequence, the fields, and
-the sequence again, and retries when the first was odd or the two differ (a torn read).
+sequence odd, stores the fields, and makes it even again: three stores into the shared
+mapping, no syscall, no lock. A reader reads the sequence, the fields, and the sequence
+again, and retries when the first was odd or the two differ (a torn read).
+
+The sequence number is loaded and stored through a ``memoryview`` cast to ``Q``: one aligned
+8-byte load or store, which no other process can see half done. ``struct.pack_into`` would
+not do: it zeroes the field and then writes it a byte at a time, so a reader could see 0
+(even) at both ends of a write and accept the half-written fields between.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ SUFFIX = ".scoreboard"
 _HEADER = struct.Struct("<8sIIIIIiQ64s")
 HEADER_SIZE = 256
 
-_SEQ = struct.Struct("<Q")
+SEQ_BYTES = 8
 # pid, state, (3 pad bytes), start ticks, request start, method, request id, path.
 _BODY = struct.Struct("<iB3xQd8s64s256s")
 SLOT_SIZE = 384
@@ -49,7 +54,10 @@ PATH_BYTES = 256
 READ_RETRIES = 100
 
 assert _HEADER.size <= HEADER_SIZE
-assert _SEQ.size + _BODY.size <= SLOT_SIZE
+assert SEQ_BYTES + _BODY.size <= SLOT_SIZE
+# Sequence words are aligned.
+assert HEADER_SIZE % SEQ_BYTES == 0
+assert SLOT_SIZE % SEQ_BYTES == 0
 
 
 class ScoreboardError(ValueError):
@@ -230,8 +238,14 @@ class Board:
         except ScoreboardError:
             self._map.close()
             raise
+        # The whole file as native 8-byte words (little-endian on every host the kit runs
+        # on): element i is one aligned load or store, used for the sequence numbers only.
+        self._words = memoryview(self._map)[
+            : file_size(self.header.groups, self.header.slots_per_group)
+        ].cast("Q")
 
     def close(self) -> None:
+        self._words.release()
         self._map.close()
 
     def _offset(self, index: int) -> int:
@@ -255,13 +269,14 @@ class Board:
     ) -> None:
         """Store one slot under its seqlock. Only the slot's single writer calls this."""
         off = HEADER_SIZE + index * SLOT_SIZE
-        (seq,) = _SEQ.unpack_from(self._map, off)
+        word = off // SEQ_BYTES
+        seq = self._words[word]
         # Odd while writing; a writer that died mid-write left it odd, so step past it.
         writing = seq + 1 if seq % 2 == 0 else seq + 2
-        _SEQ.pack_into(self._map, off, writing)
+        self._words[word] = writing
         _BODY.pack_into(
             self._map,
-            off + _SEQ.size,
+            off + SEQ_BYTES,
             pid,
             state,
             start_ticks,
@@ -270,19 +285,20 @@ class Board:
             request_id,
             path,
         )
-        _SEQ.pack_into(self._map, off, writing + 1)
+        self._words[word] = writing + 1
 
     # -- reader side -----------------------------------------------------------------
 
     def read_slot(self, index: int, retries: int = READ_RETRIES) -> Slot | None:
         """One consistent read of a slot, or None if every try was torn."""
         off = self._offset(index)
+        word = off // SEQ_BYTES
         for _ in range(retries):
-            (before,) = _SEQ.unpack_from(self._map, off)
+            before: int = self._words[word]
             if before % 2 == 1:
                 continue
-            body = _BODY.unpack_from(self._map, off + _SEQ.size)
-            (after,) = _SEQ.unpack_from(self._map, off)
+            body = _BODY.unpack_from(self._map, off + SEQ_BYTES)
+            after: int = self._words[word]
             slot = decode_slot(index, before, body, after)
             if slot is not None:
                 return slot

@@ -28,7 +28,7 @@ APP_STAMP := $(APP_VENV)/.installed
 REAPER_VENV  := .cache/reaper-venv
 REAPER_STAMP := $(REAPER_VENV)/.installed
 
-.PHONY: help setup engine image up converge smoke down lint unit molecule molecule-stack molecule-roles test env bench loadtest clean
+.PHONY: help setup engine image up converge smoke down lint unit molecule molecule-stack molecule-roles test env docs bench loadtest clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -107,6 +107,9 @@ test: lint unit molecule ## Everything CI runs: lint, unit tests, Molecule scena
 env: setup ## Scaffold an environment: make env NAME=staging [PROVIDER=linode]
 	@test -n "$(NAME)" || { echo "make env: name the environment: make env NAME=staging" >&2; exit 2; }
 	python scripts/new_env.py "$(NAME)" --provider "$(or $(PROVIDER),hosts)"
+
+docs: setup ## Regenerate the role READMEs' variable tables
+	python scripts/role_docs.py
 
 # Every benchmark in benchmarks/, each with its defaults; those that import the reaper package
 # run in the reaper's own virtualenv.

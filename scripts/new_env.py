@@ -6,7 +6,7 @@ ansible/provision.yml creates, and their description in `group_vars/all/linode.y
 `group_vars/all/kit.yml` (the environment's name and how Ansible connects), a vault
 stub listing every `vault_*` secret the roles read, and for each group a group_vars file
 with every variable of the roles site.yml applies to it, commented out at its default with
-its description. Which roles run on which group is read from ansible/topology.yml, the
+its description. Which roles run on which group is read from ansible/vars/topology.yml, the
 variables from each role's meta/argument_specs.yml and defaults/main.yml, so a new role or
 variable shows up without editing this script. Nothing is overwritten.
 """
@@ -49,8 +49,8 @@ class Refused(Exception):
 
 def roles_by_group(root: Path) -> dict[str, list[str]]:
     """The roles whose variables configure each group: those site.yml applies to it, and
-    those they include, as ansible/topology.yml declares them."""
-    topology = yaml.safe_load((root / "ansible" / "topology.yml").read_text())
+    those they include, as ansible/vars/topology.yml declares them."""
+    topology = yaml.safe_load((root / "ansible" / "vars" / "topology.yml").read_text())
     included: dict[str, list[str]] = topology.get("kit_roles_included") or {}
     out: dict[str, list[str]] = {}
     for group, roles in topology["kit_roles_by_group"].items():

@@ -1,4 +1,4 @@
-"""ansible/topology.yml, the one declaration of which roles configure which group, matches
+"""ansible/vars/topology.yml, the one declaration of which roles configure which group, matches
 what site.yml does."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import re
 import yaml
 from conftest import ROOT
 
-TOPOLOGY = yaml.safe_load((ROOT / "ansible" / "topology.yml").read_text())
+TOPOLOGY = yaml.safe_load((ROOT / "ansible" / "vars" / "topology.yml").read_text())
 
 
 def test_site_applies_exactly_the_declared_roles_to_each_group() -> None:

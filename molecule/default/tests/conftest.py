@@ -46,6 +46,16 @@ def private_ips() -> dict[str, str]:
     return {name: str(host_vars(name)["private_ip"]) for name in ALL_HOSTS}
 
 
+def secret(name: str) -> str:
+    """A secret of the local environment, as generated on the controller."""
+    # Where the inventory's password lookups wrote it: beside the file that defines the
+    # hosts (hosts.yml, linked into Molecule's inventory as the directory `hosts`).
+    for base in (Path(_inventory_dir()) / "hosts", Path(_inventory_dir())):
+        if (base / ".secrets" / name).is_file():
+            return (base / ".secrets" / name).read_text().strip()
+    raise FileNotFoundError(f"no .secrets/{name} beside the inventory {_inventory_dir()}")
+
+
 def get_host(name: str) -> testinfra.host.Host:
     """A testinfra host for one inventory host, through the inventory's connection."""
     return testinfra.get_host(f"ansible://{name}?ansible_inventory={_inventory_dir()}")

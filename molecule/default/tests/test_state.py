@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import testinfra
-from conftest import INVENTORY, _inventory_dir, get_host, host_vars
+from conftest import INVENTORY, get_host, host_vars, secret
 
 LB_URL = str(host_vars(INVENTORY.get_hosts("lb")[0])["local_stack_lb_url"])
 APP_NODES = sorted(INVENTORY.get_hosts("app"))
@@ -33,16 +32,6 @@ def app_env(name: str) -> str:
     """A value of the application's environment file, as the app role rendered it."""
     env = get_host(APP_NODES[0]).check_output("cat /etc/kit-app/env")
     return next(line.split("=", 1)[1] for line in env.splitlines() if line.startswith(name + "="))
-
-
-def secret(name: str) -> str:
-    """A secret of the local environment, as generated on the controller."""
-    # Where the inventory's password lookups wrote it: beside the file that defines the
-    # hosts (hosts.yml, linked into Molecule's inventory as the directory `hosts`).
-    for base in (Path(_inventory_dir()) / "hosts", Path(_inventory_dir())):
-        if (base / ".secrets" / name).is_file():
-            return (base / ".secrets" / name).read_text().strip()
-    raise FileNotFoundError(f"no .secrets/{name} beside the inventory {_inventory_dir()}")
 
 
 def admin(redis_host, port: int, command: str) -> str:

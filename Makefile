@@ -90,13 +90,13 @@ unit: setup $(APP_STAMP) $(REAPER_STAMP) ## Unit tests: the kit (inventory, temp
 	cd reaper && ../$(REAPER_VENV)/bin/mypy src tests && ../$(REAPER_VENV)/bin/pytest
 
 molecule-stack: setup image ## Molecule: the full topology (converge, idempotence, verify)
-	molecule test -s default
+	molecule --base-config $(CURDIR)/.config/molecule/config.yml test -s default
 
 molecule-roles: setup image ## Molecule: each role's own scenario
 	@for role in roles/*/; do \
 	  if [ -d "$$role/molecule/default" ]; then \
 	    echo "== molecule: $$role"; \
-	    (cd "$$role" && molecule test) || exit 1; \
+	    (cd "$$role" && molecule --base-config $(CURDIR)/.config/molecule/config.yml test) || exit 1; \
 	  fi; \
 	done
 

@@ -1,0 +1,87 @@
+"""The firewall's rules: each port open only to the hosts that use it."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from conftest import ROOT
+
+_spec = importlib.util.spec_from_file_location(
+    "firewall_services", ROOT / "roles" / "firewall" / "filter_plugins" / "firewall_services.py"
+)
+assert _spec is not None
+assert _spec.loader is not None
+fw = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fw)
+
+GROUPS = {
+    "all": ["lb-1", "app-1", "workers-1", "redis-1", "db-1", "db-2", "mon-1"],
+    "lb": ["lb-1"],
+    "app": ["app-1"],
+    "workers": ["workers-1"],
+    "redis": ["redis-1"],
+    "db": ["db-1", "db-2"],
+    "monitoring": ["mon-1"],
+    "ungrouped": [],
+}
+IPS = {h: f"10.0.0.{i}" for i, h in enumerate(GROUPS["all"], start=1)}
+SETTINGS: dict[str, Any] = {
+    "lb_group": "lb", "app_group": "app", "redis_group": "redis", "db_group": "db",
+    "monitoring_group": "monitoring", "client_groups": ["app", "workers"],
+    "public_ports": [80, 443], "extra_rules": [],
+}  # fmt: skip
+IPS_OF = fw.firewall_ips_of(GROUPS, {h: {"private_ip": ip} for h, ip in IPS.items()})
+
+
+def services(host: str, **published: Any) -> dict[str, dict[str, Any]]:
+    got = fw.firewall_services(host, IPS[host], GROUPS, IPS_OF, SETTINGS, published)
+    return {s["name"]: s for s in got}
+
+
+def test_groups_map_to_their_hosts_private_addresses() -> None:
+    ips = fw.firewall_ips_of({"g": ["a", "b"]}, {"a": {"private_ip": "10.1.1.1"}, "b": {}})
+    assert ips == {"g": ["10.1.1.1"]}
+
+
+def test_lb_serves_everyone_and_its_stats_only_to_monitoring() -> None:
+    got = services("lb-1", haproxy_endpoint={"stats_port": "8404"})
+
+    assert got["load balancer"] == {"name": "load balancer", "ports": [80, 443], "from": "any"}
+    assert got["HAProxy stats and metrics"]["ports"] == [8404]
+    assert got["HAProxy stats and metrics"]["from"] == [IPS["mon-1"]]
+
+
+def test_gunicorn_only_from_the_lbs_redis_only_from_app_and_workers() -> None:
+    app = services("app-1", app_gunicorn_listeners=[{"port": 8001}, {"port": "8002"}])
+    redis = services(
+        "redis-1", redis_endpoints={"sessions": {"port": 6379}, "queues": {"port": 6380}}
+    )
+
+    assert app["gunicorn"]["ports"] == [8001, 8002]
+    assert app["gunicorn"]["from"] == [IPS["lb-1"]]
+    assert redis["Redis"]["ports"] == [6379, 6380]
+    assert redis["Redis"]["from"] == [IPS["app-1"], IPS["workers-1"]]
+
+
+def test_postgresql_from_the_clients_and_the_other_database_hosts_not_itself() -> None:
+    got = services("db-1", postgresql_endpoint={"port": 5432})
+
+    assert got["PostgreSQL"]["from"] == [IPS["app-1"], IPS["workers-1"], IPS["db-2"]]
+
+
+def test_nothing_is_opened_for_what_was_not_published() -> None:
+    assert services("app-1") == {}
+    assert list(services("lb-1")) == ["load balancer"]
+
+
+def test_an_extra_rule_opens_its_port_to_its_groups() -> None:
+    SETTINGS["extra_rules"] = [{"port": 9100, "from_groups": ["monitoring"]}]
+    try:
+        got = services("redis-1")
+    finally:
+        SETTINGS["extra_rules"] = []
+
+    assert got["extra: port 9100"] == {
+        "name": "extra: port 9100", "proto": "tcp", "ports": [9100], "from": [IPS["mon-1"]],
+    }  # fmt: skip

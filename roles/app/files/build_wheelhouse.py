@@ -4,7 +4,9 @@
 The application is built into a wheel; its dependencies (and any extra distributions) are
 downloaded as binary wheels for the hosts' Python and platform, which need not be the
 controller's. Prints a JSON manifest: the release id (a digest of every file's content, so
-the same inputs give the same release) and the files, in install order.
+the same inputs give the same release), the files, in install order, and the bundle: one
+uncompressed tar of those files (wheels are compressed already), byte for byte the same for
+the same release, so a host gets a release in one copy and a later run copies nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 SAVED = re.compile(r"^(?:Saved|File was already downloaded) (?P<path>\S+\.whl)\s*$")
@@ -81,13 +84,33 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def manifest(local: list[Path], dependencies: list[Path]) -> dict[str, object]:
+def release_files(local: list[Path], dependencies: list[Path]) -> tuple[str, list[Path]]:
+    """The release id and the files in install order: dependencies, then the local wheels."""
     files = sorted({p.name: p for p in dependencies}.values(), key=lambda p: p.name)
     files += local
     release = hashlib.sha256(
         "".join(f"{p.name}:{digest(p)}\n" for p in files).encode()
     ).hexdigest()[:12]
-    return {"release": release, "files": [str(p) for p in files]}
+    return release, files
+
+
+def bundle(wheelhouse: Path, release: str, files: list[Path]) -> Path:
+    """`<wheelhouse>/bundles/<release>.tar`: the files in install order, with fixed owner,
+    mode and time, so the same release always gives the same bytes. Written once."""
+    path = wheelhouse / "bundles" / f"{release}.tar"
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tar.partial")
+    with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
+        for file in files:
+            info = tarfile.TarInfo(file.name)
+            info.size = file.stat().st_size
+            info.mode, info.mtime, info.uid, info.gid = 0o644, 315532800, 0, 0
+            with file.open("rb") as data:
+                tar.addfile(info, data)
+    partial.replace(path)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     dependencies = download_dependencies(
         local, args.extra, wheelhouse, args.python_version, args.platform
     )
-    print(json.dumps(manifest(local, dependencies)))
+    release, files = release_files(local, dependencies)
+    manifest = {
+        "release": release,
+        "files": [str(p) for p in files],
+        "bundle": str(bundle(wheelhouse, release, files)),
+    }
+    print(json.dumps(manifest))
     return 0
 
 

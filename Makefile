@@ -19,7 +19,10 @@ export KIT_BASE_IMAGE := $(IMAGE)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 1
 
-PLAYBOOK := ansible-playbook -i $(INVENTORY)
+# The local stack's runs use Mitogen (one interpreter per host for the whole run; see
+# ansible/plugins/strategy/mitogen_linear.py). KIT_STRATEGY=linear uses Ansible's own.
+KIT_STRATEGY ?= mitogen_linear
+PLAYBOOK := ANSIBLE_STRATEGY=$(KIT_STRATEGY) ansible-playbook -i $(INVENTORY)
 STAMP    := $(VENV)/.installed
 # The example application's own environment (its dependencies, not the kit's tools).
 APP_VENV  := .cache/app-venv

@@ -110,7 +110,8 @@ def test_a_host_both_primary_and_replica_is_refused(tmp_path: Path) -> None:
     )
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
-    assert "no host may also be in db_replicas (both: ['kit-db-1'])" in output
+    assert "kit-db-1: the group db_primary (postgresql_primary_group)" in output
+    assert "no host to both (found in both: ['kit-db-1'])" in output
     assert "TASK [common" not in output
 
 

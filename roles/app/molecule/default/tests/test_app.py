@@ -24,7 +24,10 @@ def test_current_release_is_a_venv_built_from_the_shipped_wheels(host) -> None:
     assert re.fullmatch(rf"{HOME}/releases/[0-9a-f]{{12}}", current.linked_to)
     assert host.file(f"{current.linked_to}/.installed").exists
     assert host.file(f"{current.linked_to}/venv/bin/gunicorn").exists
-    wheels = host.check_output(f"ls {HOME}/wheelhouse")
+    # The release's wheels came as one bundle named after it, and only that one is left.
+    release = current.linked_to.rsplit("/", 1)[1]
+    assert host.check_output(f"ls {HOME}/wheelhouse").split() == [f"{release}.tar"]
+    wheels = host.check_output(f"tar -tf {HOME}/wheelhouse/{release}.tar")
     assert "kit_app-" in wheels
     assert "gunicorn-" in wheels
 

@@ -95,8 +95,8 @@ unit: setup $(APP_STAMP) $(REAPER_STAMP) ## Unit tests: the kit (inventory, temp
 molecule-stack: setup image ## Molecule: the full topology (converge, idempotence, verify)
 	molecule --base-config $(CURDIR)/.config/molecule/config.yml test -s default
 
-molecule-roles: setup image ## Molecule: each role's own scenario
-	@for role in roles/*/; do \
+molecule-roles: setup image ## Molecule: each role's own scenario (ROLES="roles/app/ roles/redis/" for some)
+	@for role in $(or $(ROLES),roles/*/); do \
 	  if [ -d "$$role/molecule/default" ]; then \
 	    echo "== molecule: $$role"; \
 	    (cd "$$role" && molecule --base-config $(CURDIR)/.config/molecule/config.yml test) || exit 1; \

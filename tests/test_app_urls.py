@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from urllib.parse import unquote, urlsplit
 
-from conftest import ROOT
+from conftest import load_plugin
 
-_spec = importlib.util.spec_from_file_location(
-    "app_urls", ROOT / "roles" / "app" / "filter_plugins" / "app_urls.py"
-)
-assert _spec is not None
-assert _spec.loader is not None
-app_urls = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(app_urls)
+app_urls = load_plugin("roles/app/filter_plugins/app_urls.py")
 
 AWKWARD = "p/a:s@s w%rd#?"
 PGBOUNCER = {

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
+from conftest import load_plugin
 
-from conftest import ROOT
-
-_spec = importlib.util.spec_from_file_location(
-    "common_sysctl", ROOT / "roles" / "common" / "filter_plugins" / "common_sysctl.py"
-)
-assert _spec is not None
-assert _spec.loader is not None
-common_sysctl = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common_sysctl)
+common_sysctl = load_plugin("roles/common/filter_plugins/common_sysctl.py")
 
 
 def test_settings_in_force_are_not_reported() -> None:

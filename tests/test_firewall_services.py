@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
-from conftest import ROOT
+from conftest import load_plugin
 
-_spec = importlib.util.spec_from_file_location(
-    "firewall_services", ROOT / "roles" / "firewall" / "filter_plugins" / "firewall_services.py"
-)
-assert _spec is not None
-assert _spec.loader is not None
-fw = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fw)
+fw = load_plugin("roles/firewall/filter_plugins/firewall_services.py")
 
 GROUPS = {
     "all": ["lb-1", "app-1", "workers-1", "redis-1", "db-1", "db-2", "mon-1"],

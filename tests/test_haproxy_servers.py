@@ -3,17 +3,9 @@ and the drain/ready entry point, and the runtime API's `show stat` read back."""
 
 from __future__ import annotations
 
-import importlib.util
+from conftest import load_plugin
 
-from conftest import ROOT
-
-_spec = importlib.util.spec_from_file_location(
-    "haproxy_servers", ROOT / "roles" / "haproxy" / "filter_plugins" / "haproxy_servers.py"
-)
-assert _spec is not None
-assert _spec.loader is not None
-servers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(servers)
+servers = load_plugin("roles/haproxy/filter_plugins/haproxy_servers.py")
 
 HOSTVARS = {
     "app-1": {"private_ip": "10.0.0.21", "app_gunicorn_listeners": [

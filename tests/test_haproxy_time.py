@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
-from conftest import ROOT
+from conftest import load_plugin
 
-_spec = importlib.util.spec_from_file_location(
-    "haproxy_time", ROOT / "roles" / "haproxy" / "filter_plugins" / "haproxy_time.py"
-)
-assert _spec is not None
-assert _spec.loader is not None
-haproxy_time = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(haproxy_time)
+haproxy_time = load_plugin("roles/haproxy/filter_plugins/haproxy_time.py")
 
 
 @pytest.mark.parametrize(

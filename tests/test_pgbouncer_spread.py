@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
+from conftest import load_plugin
 
-from conftest import ROOT
-
-_spec = importlib.util.spec_from_file_location(
-    "pgbouncer_spread", ROOT / "roles" / "pgbouncer" / "filter_plugins" / "pgbouncer_spread.py"
-)
-assert _spec is not None
-assert _spec.loader is not None
-spread = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(spread)
+spread = load_plugin("roles/pgbouncer/filter_plugins/pgbouncer_spread.py")
 
 FLEET = ["app-1", "app-2", "app-3", "workers-1"]
 

@@ -63,10 +63,14 @@ def test_local_hosts_sit_on_the_stack_subnet() -> None:
 
 def test_local_stack_publishes_only_the_load_balancers_on_loopback() -> None:
     local_up = (ROOT / "ansible" / "local_up.yml").read_text()
-    rest = local_up[local_up.index("published_ports:") :]
-    published = rest[: rest.index("labels:")]
+    rest = local_up[local_up.index("kit_container_ports:") :]
+    published = rest[: rest.index("kit_container_labels:")]
     assert "if item in groups['lb'] else []" in published
     assert published.count("'127.0.0.1:'") == 2
+    # The shared container definition publishes those ports and no other.
+    container = (ROOT / "ansible" / "tasks" / "systemd_container.yml").read_text()
+    assert container.count("published_ports:") == 1
+    assert 'published_ports: "{{ kit_container_ports | default(omit) }}"' in container
 
 
 @pytest.mark.parametrize("count", [1, 3, 9])

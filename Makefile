@@ -5,9 +5,12 @@ SHELL := /bin/bash
 
 VENV       ?= .venv
 PYTHON     ?= python3
-# The base image: `make up IMAGE=name` or `KIT_BASE_IMAGE=name make up` (what build-image.sh,
-# local_up.yml and the Molecule scenarios read).
-IMAGE      ?= $(or $(KIT_BASE_IMAGE),kit-debian12-systemd:latest)
+# The Debian release of the local stack and the Molecule scenarios: trixie (Debian 13, the
+# default) or bookworm (Debian 12): `make up DIST=bookworm`, `make test DIST=bookworm`.
+DIST       ?= $(or $(KIT_DIST),trixie)
+# The base image: built for DIST by default; `make up IMAGE=name` or `KIT_BASE_IMAGE=name
+# make up` uses another (what build-image.sh, local_up.yml and the Molecule scenarios read).
+IMAGE      ?= $(or $(KIT_BASE_IMAGE),kit-$(DIST)-systemd:latest)
 INVENTORY  ?= inventories/local
 # Load balancers of the local stack: `make up LB=6`. Kept for later runs (converge, smoke,
 # loadtest) in $(LB_SAVED) until `make down`; KIT_LB_COUNT overrides it.
@@ -15,6 +18,7 @@ LB         ?=
 LB_SAVED   := .cache/local-stack/lb_count
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export KIT_DIST := $(DIST)
 export KIT_BASE_IMAGE := $(IMAGE)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 1
@@ -55,7 +59,7 @@ $(APP_STAMP): app_skeleton/pyproject.toml
 engine: ## Start the Docker engine if it is not answering (installs docker.io when missing)
 	@scripts/docker-engine.sh
 
-image: engine ## Build the systemd Debian 12 base image (cached)
+image: engine ## Build the systemd Debian base image of DIST (cached)
 	@scripts/build-image.sh
 
 up: setup image ## Create the local stack (LB=N load balancers), converge it with ansible/site.yml, smoke-test it
@@ -92,7 +96,7 @@ unit: setup $(APP_STAMP) $(REAPER_STAMP) ## Unit tests: the kit (inventory, temp
 	cd app_skeleton && ../$(APP_VENV)/bin/mypy src tests && ../$(APP_VENV)/bin/pytest
 	cd reaper && ../$(REAPER_VENV)/bin/mypy src tests && ../$(REAPER_VENV)/bin/pytest
 
-molecule-stack: setup image ## Molecule: the full topology (converge, idempotence, verify)
+molecule-stack: setup image ## Molecule: the full topology (converge, idempotence, verify); DIST=bookworm on Debian 12
 	molecule --base-config $(CURDIR)/.config/molecule/config.yml test -s default
 
 molecule-roles: setup image ## Molecule: each role's own scenario (ROLES="roles/app/ roles/redis/" for some)
@@ -116,8 +120,9 @@ docs: setup ## Regenerate the role READMEs' variable tables
 
 # Every benchmark in benchmarks/, each with its defaults; those that import the reaper package
 # run in the reaper's own virtualenv.
-# Every script in benchmarks/ but stack.py, the module they share.
-BENCHMARKS        := $(filter-out benchmarks/stack.py,$(sort $(wildcard benchmarks/*.py)))
+# Every script in benchmarks/ but stack.py, the module they share, and converge_dist.py,
+# which replaces the running stack with one of each Debian release.
+BENCHMARKS        := $(filter-out benchmarks/stack.py benchmarks/converge_dist.py,$(sort $(wildcard benchmarks/*.py)))
 REAPER_BENCHMARKS := benchmarks/reaper_overhead.py
 
 bench: setup $(REAPER_STAMP) ## Every benchmark against the running local stack (results: benchmarks/RESULTS.md; installs wrk when missing)

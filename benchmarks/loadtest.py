@@ -230,7 +230,8 @@ def main() -> None:
     hosts = inventory("lb", "app")
     lbs, apps = hosts["lb"], hosts["app"]
     check_stack(lbs, args.clients, think_max)
-    ensure_image(os.environ.get("KIT_BASE_IMAGE", "kit-debian12-systemd:latest"))
+    dist = os.environ.get("KIT_DIST") or "trixie"
+    ensure_image(os.environ.get("KIT_BASE_IMAGE") or f"kit-{dist}-systemd:latest")
     processes = plan(lbs, args.clients, args.per_process, (think_min, think_max), args.path)
     containers = sorted({p.container for p in processes})
     for name in containers:

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Build the systemd Debian 12 base image the local stack and Molecule run on, without a
+# Build the systemd Debian base image the local stack and Molecule run on, without a
 # container registry: debootstrap from the machine's own apt mirror, then `docker import`.
 #
-#   KIT_BASE_IMAGE   image name (default kit-debian12-systemd:latest). A user with a registry
+#   KIT_DIST         Debian release: trixie (Debian 13, the default) or bookworm (Debian 12)
+#   KIT_BASE_IMAGE   image name (default kit-$KIT_DIST-systemd:latest). A user with a registry
 #                    may point the kit at any systemd image instead and skip this script.
-#   KIT_MIRROR       Debian mirror (default: the bookworm mirror in this machine's apt sources)
+#   KIT_MIRROR       Debian mirror (default: the mirror this machine's apt sources use for
+#                    that release, else for any Debian release, else deb.debian.org)
 #   KIT_IMAGE_REBUILD=1  rebuild even when the image exists
 #
 # The image is cached: nothing is done when it already exists. Containers made from it
@@ -12,8 +14,13 @@
 # record a stop signal, so the container definitions set it.
 set -euo pipefail
 
-image="${KIT_BASE_IMAGE:-kit-debian12-systemd:latest}"
 log() { printf 'build-image: %s\n' "$*" >&2; }
+dist="${KIT_DIST:-trixie}"
+case "$dist" in
+    trixie | bookworm) ;;
+    *) log "KIT_DIST=$dist is not a release the kit supports: trixie (Debian 13) or bookworm (Debian 12)"; exit 2 ;;
+esac
+image="${KIT_BASE_IMAGE:-kit-$dist-systemd:latest}"
 
 if [ "${KIT_IMAGE_REBUILD:-0}" != 1 ] && docker image inspect "$image" >/dev/null 2>&1; then
     log "$image is present; not rebuilding (KIT_IMAGE_REBUILD=1 forces it)"
@@ -37,9 +44,17 @@ find_mirror() {
     ' $files
 }
 
-mirror="${KIT_MIRROR:-$(find_mirror bookworm)}"
+# A machine on one release serves the other from the same mirror: its sources name only its own.
+first_mirror() {
+    local suite uri
+    for suite in "$@"; do
+        uri=$(find_mirror "$suite")
+        if [ -n "$uri" ]; then echo "$uri"; return; fi
+    done
+}
+mirror="${KIT_MIRROR:-$(first_mirror "$dist" trixie bookworm)}"
 mirror="${mirror:-http://deb.debian.org/debian}"
-security="$(find_mirror bookworm-security)"
+security="$(first_mirror "$dist-security" trixie-security bookworm-security)"
 security="${security:-http://deb.debian.org/debian-security}"
 
 if ! command -v debootstrap >/dev/null 2>&1; then
@@ -55,16 +70,16 @@ fi
 root=$(mktemp -d /var/tmp/kit-rootfs.XXXXXX)
 trap 'rm -rf "$root"' EXIT
 
-log "debootstrap bookworm from $mirror into $root"
+log "debootstrap $dist from $mirror into $root"
 debootstrap --variant=minbase \
     --include=systemd,systemd-sysv,dbus,python3,python3-apt,ca-certificates,iproute2,procps,iputils-ping \
-    bookworm "$root" "$mirror" >"$root.log" 2>&1 || { tail -n 30 "$root.log" >&2; rm -f "$root.log"; exit 1; }
+    "$dist" "$root" "$mirror" >"$root.log" 2>&1 || { tail -n 30 "$root.log" >&2; rm -f "$root.log"; exit 1; }
 rm -f "$root.log"
 
 cat >"$root/etc/apt/sources.list" <<SOURCES
-deb $mirror bookworm main
-deb $mirror bookworm-updates main
-deb $security bookworm-security main
+deb $mirror $dist main
+deb $mirror $dist-updates main
+deb $security $dist-security main
 SOURCES
 # An empty machine-id: systemd gives each container its own at boot.
 : >"$root/etc/machine-id"

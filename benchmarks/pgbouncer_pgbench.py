@@ -14,6 +14,7 @@ Prints a Markdown table for benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import resource
@@ -23,7 +24,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SECRETS = ROOT / "inventories" / "local" / ".secrets"
 PRIMARY, PRIMARY_IP, NODE = "kit-db-1", "172.30.213.51", "kit-app-1"
-PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 TPS = re.compile(r"^tps = ([\d.]+) \(without initial connection time\)", re.M)
 FAILED = re.compile(r"^number of failed transactions: (\d+)", re.M)
 DONE = re.compile(r"^number of transactions actually processed: (\d+)", re.M)
@@ -36,6 +36,16 @@ def pid(container: str) -> str:
     ).stdout.strip()  # fmt: skip
 
 
+@functools.cache
+def pgbench_path() -> str:
+    """The primary's pgbench: under its PostgreSQL major version (15 on Debian 12, 17 on 13)."""
+    found = subprocess.run(
+        ["docker", "exec", PRIMARY, "sh", "-c", "ls /usr/lib/postgresql/*/bin/pgbench"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    return found[-1]
+
+
 def pgbench(conninfo: str, password: str, *args: str) -> subprocess.CompletedProcess[str]:
     """pgbench from the primary's filesystem in the app node's network namespace."""
 
@@ -44,7 +54,7 @@ def pgbench(conninfo: str, password: str, *args: str) -> subprocess.CompletedPro
 
     command = [
         "nsenter", f"--mount=/proc/{pid(PRIMARY)}/ns/mnt", f"--net=/proc/{pid(NODE)}/ns/net",
-        "--", PGBENCH, *args, conninfo,
+        "--", pgbench_path(), *args, conninfo,
     ]  # fmt: skip
     env = dict(os.environ, PGPASSWORD=password)
     return subprocess.run(

@@ -77,7 +77,8 @@ def test_every_virtualenv_the_makefile_creates_checks_venv_first() -> None:
 def image_seen_by_recipes(*args: str, **env: str) -> str:
     """The KIT_BASE_IMAGE a recipe of the Makefile sees (build-image.sh, local_up.yml and
     Molecule read it from there), for `make ARGS` run with env added."""
-    variables = {k: v for k, v in os.environ.items() if k not in {"KIT_BASE_IMAGE", "IMAGE"}}
+    chosen = {"KIT_BASE_IMAGE", "IMAGE", "KIT_DIST", "DIST"}
+    variables = {k: v for k, v in os.environ.items() if k not in chosen}
     result = subprocess.run(
         ["make", "-s", "--no-print-directory",
          "--eval", "kit-print-image: ; @echo $$KIT_BASE_IMAGE", "kit-print-image", *args],
@@ -94,7 +95,13 @@ def test_kit_base_image_from_the_environment_reaches_every_recipe() -> None:
 
 def test_image_on_the_command_line_wins_and_the_default_stays() -> None:
     assert image_seen_by_recipes("IMAGE=mine:1", KIT_BASE_IMAGE="other:2") == "mine:1"
-    assert image_seen_by_recipes() == "kit-debian12-systemd:latest"
+    assert image_seen_by_recipes() == "kit-trixie-systemd:latest"
+
+
+def test_dist_picks_the_image_of_its_release() -> None:
+    assert image_seen_by_recipes("DIST=bookworm") == "kit-bookworm-systemd:latest"
+    assert image_seen_by_recipes(KIT_DIST="bookworm") == "kit-bookworm-systemd:latest"
+    assert image_seen_by_recipes("DIST=bookworm", KIT_BASE_IMAGE="mine:2") == "mine:2"
 
 
 def apt_command(bin_dir: Path, uid: int) -> subprocess.CompletedProcess[str]:
@@ -135,13 +142,14 @@ def test_bench_runs_every_benchmark_and_installs_wrk_first() -> None:
     )  # fmt: skip
     lines = result.stdout.splitlines()
     wrk = next(n for n, line in enumerate(lines) if "apt-command.sh wrk" in line)
-    # stack.py is the module the benchmarks share, not a benchmark.
-    for benchmark in sorted(
-        set((ROOT / "benchmarks").glob("*.py")) - {ROOT / "benchmarks/stack.py"}
-    ):
+    # stack.py is the module the benchmarks share, not a benchmark; converge_dist.py replaces
+    # the running stack, so it is run on its own.
+    alone = {ROOT / "benchmarks/stack.py", ROOT / "benchmarks/converge_dist.py"}
+    for benchmark in sorted(set((ROOT / "benchmarks").glob("*.py")) - alone):
         runs = [n for n, line in enumerate(lines) if f"benchmarks/{benchmark.name}" in line]
         assert runs, f"make bench does not run {benchmark.name}"
         assert min(runs) > wrk
+    assert not any("converge_dist.py" in line for line in lines)
     # The reaper's benchmark imports kit_reaper: it runs in the reaper's own virtualenv.
     reaper = next(line for line in lines if "benchmarks/reaper_overhead.py" in line)
     assert ".cache/reaper-venv/bin/python" in reaper

@@ -5,6 +5,7 @@ state of a db_replicas host, as roles/postgresql/tasks/replica.yml reads it."""
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,62 @@ def test_the_readme_drops_a_slot_by_its_sanitised_name(root: Path) -> None:
     readme = (root / "roles" / "postgresql" / "README.md").read_text()
     assert "pg_drop_replication_slot('<host>')" not in readme
     assert "pg_drop_replication_slot('kit_db_2')" in readme
+
+
+def cluster_version_run(tmp: Path, versions: dict[str, dict[str, int]]) -> tuple[int, str]:
+    """The cluster version check on a primary and a replica of this machine (facts gathered),
+    each with the inventory variables given; the run's exit code and output."""
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    hosts = {name: local | extra for name, extra in versions.items()}
+    primary, replica = sorted(hosts)
+    inventory = tmp / "hosts.yml"
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "children": {
+                        "db": {
+                            "children": {
+                                "db_primary": {"hosts": {primary: hosts[primary]}},
+                                "db_replicas": {"hosts": {replica: hosts[replica]}},
+                            }
+                        }
+                    }
+                }
+            }
+        )
+    )
+    playbook = tmp / "cluster_version.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Check the cluster's versions as the role does",
+                    "hosts": "db",
+                    "tasks": [
+                        {
+                            "name": "Refuse two major versions",
+                            "ansible.builtin.include_role": {
+                                "name": "postgresql",
+                                "tasks_from": "cluster_version.yml",
+                            },
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    result = run_ansible("ansible-playbook", "-i", str(inventory), str(playbook))
+    return result.returncode, result.stdout
+
+
+def test_a_cluster_of_one_release_passes(tmp_path: Path) -> None:
+    code, output = cluster_version_run(tmp_path, {"db-1": {}, "db-2": {}})
+    assert code == 0, output
+
+
+def test_a_replica_of_another_major_version_is_refused(tmp_path: Path) -> None:
+    code, output = cluster_version_run(tmp_path, {"db-1": {}, "db-2": {"postgresql_version": 99}})
+    assert code != 0
+    assert "different PostgreSQL major versions" in output
+    assert "db-2: 99" in output

@@ -14,6 +14,8 @@ REPLICA_IP = "172.30.214.12"
 PASSWORDS = {"kit_owner": "molecule-owner", "kit_app": "molecule-app", "kit_ro": "molecule-ro"}
 
 testinfra_hosts = ["kit-molecule-pg-1"]
+# Debian's PostgreSQL on each release the kit supports.
+VERSIONS = {"12": 15, "13": 17}
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +28,11 @@ def replica(request: pytest.FixtureRequest) -> Any:
     return testinfra.get_host(
         "ansible://kit-molecule-pg-2", ansible_inventory=request.config.option.ansible_inventory
     )
+
+
+@pytest.fixture(scope="module")
+def version(host: Any) -> int:
+    return VERSIONS[host.system_info.release.split(".")[0]]
 
 
 def local_sql(host, sql: str) -> str:
@@ -48,10 +55,11 @@ def net_sql(host, address: str, user: str, sql: str, sslmode: str = "require") -
     )
 
 
-def test_both_clusters_run_from_the_kit_settings(primary, replica) -> None:
+def test_both_clusters_run_from_the_kit_settings(primary, replica, version: int) -> None:
     for host in (primary, replica):
-        assert host.service("postgresql@15-main").is_running
-        assert host.service("postgresql@15-main").is_enabled
+        assert host.service(f"postgresql@{version}-main").is_running
+        assert host.service(f"postgresql@{version}-main").is_enabled
+    assert local_sql(primary, "SHOW server_version_num")[:2] == str(version)
     # 1024 MiB: a quarter in shared buffers, three quarters as the cache estimate.
     settings = local_sql(
         primary,
@@ -135,14 +143,13 @@ def test_application_roles_cannot_reach_other_databases(primary) -> None:
     assert other.rc != 0
 
 
-def test_a_bad_setting_is_refused_by_the_checker(primary) -> None:
+def test_a_bad_setting_is_refused_by_the_checker(primary, version: int) -> None:
     bad = primary.run(
         "printf \"shared_buffers = '12xyz'\\n\" > /tmp/bad.conf"
         " && /usr/local/sbin/kit-postgresql-check-conf /tmp/bad.conf"
     )
     assert bad.rc != 0
     assert "invalid value" in bad.stderr
-    good = primary.run(
-        "/usr/local/sbin/kit-postgresql-check-conf /etc/postgresql/15/main/conf.d/50-kit.conf"
-    )
+    conf = f"/etc/postgresql/{version}/main/conf.d/50-kit.conf"
+    good = primary.run(f"/usr/local/sbin/kit-postgresql-check-conf {conf}")
     assert good.rc == 0, good.stderr

@@ -1,4 +1,6 @@
-"""The redis role alone: a sessions and a queues instance, their users and policies."""
+"""The redis role alone: a sessions and a queues instance, their users and policies. The
+scenario runs Valkey where Debian carries it (Debian 13) and Redis elsewhere (molecule.yml);
+the full topology runs Redis."""
 
 from __future__ import annotations
 
@@ -11,12 +13,24 @@ APP = ("app", "molecule-app")
 ADMIN = ("admin", "molecule-admin")
 
 
+def server_of(host) -> str:
+    """The server the scenario asks for on this host's release."""
+    return "valkey" if host.system_info.release.split(".")[0] == "13" else "redis"
+
+
+@pytest.fixture(scope="module")
+def server(host) -> str:
+    return server_of(host)
+
+
 def cli(host, port: int, *args: str, user: tuple[str, str] = APP) -> str:
-    """Run redis-cli as `user`; returns its output (errors are output too, as Redis says)."""
+    """Run the server's CLI as `user`; returns its output (errors are output too, as the
+    server says them)."""
     name, password = user
     command = " ".join(args)
+    binary = f"{server_of(host)}-cli"
     result = host.run(
-        f"REDISCLI_AUTH={password} redis-cli --no-auth-warning --user {name} -p {port} {command}"
+        f"REDISCLI_AUTH={password} {binary} --no-auth-warning --user {name} -p {port} {command}"
     )
     assert result.rc == 0, result.stderr
     return result.stdout.strip()
@@ -30,17 +44,18 @@ def info(host, port: int, field: str) -> str:
 
 
 @pytest.mark.parametrize("port", [SESSIONS, QUEUES])
-def test_each_instance_runs_from_its_own_unit_and_answers(host, port: int) -> None:
+def test_each_instance_runs_from_its_own_unit_and_answers(host, server: str, port: int) -> None:
     name = "sessions" if port == SESSIONS else "queues"
-    assert host.service(f"redis-server@{name}").is_running
-    assert host.service(f"redis-server@{name}").is_enabled
+    assert host.service(f"{server}-server@{name}").is_running
+    assert host.service(f"{server}-server@{name}").is_enabled
     assert cli(host, port, "PING") == "PONG"
-    assert cli(host, port, "CONFIG", "GET", "dir", user=ADMIN).endswith(f"/var/lib/redis/{name}")
+    assert cli(host, port, "CONFIG", "GET", "dir", user=ADMIN).endswith(f"/var/lib/{server}/{name}")
+    assert f"{server}_version:" in cli(host, port, "INFO", "server", user=ADMIN)
 
 
-def test_the_package_default_instance_is_off(host) -> None:
-    assert not host.service("redis-server").is_running
-    assert not host.service("redis-server").is_enabled
+def test_the_package_default_instance_is_off(host, server: str) -> None:
+    assert not host.service(f"{server}-server").is_running
+    assert not host.service(f"{server}-server").is_enabled
 
 
 def test_policies_differ_between_sessions_and_queues(host) -> None:
@@ -54,8 +69,8 @@ def test_policies_differ_between_sessions_and_queues(host) -> None:
     assert config(SESSIONS, "appendonly") == "no"
 
 
-def test_a_client_without_credentials_is_refused(host) -> None:
-    out = host.run(f"redis-cli -p {SESSIONS} SET k v").stdout
+def test_a_client_without_credentials_is_refused(host, server: str) -> None:
+    out = host.run(f"{server}-cli -p {SESSIONS} SET k v").stdout
     assert "NOAUTH" in out or "NOPERM" in out
 
 
@@ -66,16 +81,16 @@ def test_the_app_user_cannot_run_dangerous_commands(host) -> None:
     assert cli(host, SESSIONS, "GET", "kit:probe") == "1"
 
 
-def test_queued_entries_survive_a_restart_of_the_queues_instance(host) -> None:
+def test_queued_entries_survive_a_restart_of_the_queues_instance(host, server: str) -> None:
     cli(host, QUEUES, "DEL", "kit:restart-probe", "kit:restart-tx")
     for n in range(200):
         cli(host, QUEUES, "RPUSH", "kit:restart-probe", str(n))
     # Written in transactions, as RQ enqueues: replayed from the append-only file too.
     host.check_output(
         "printf 'MULTI\\nRPUSH kit:restart-tx a\\nRPUSH kit:restart-tx b\\nEXEC\\n' "
-        f"| REDISCLI_AUTH={APP[1]} redis-cli --no-auth-warning --user {APP[0]} -p {QUEUES}"
+        f"| REDISCLI_AUTH={APP[1]} {server}-cli --no-auth-warning --user {APP[0]} -p {QUEUES}"
     )
-    host.check_output("systemctl restart redis-server@queues.service")
+    host.check_output(f"systemctl restart {server}-server@queues.service")
     for _ in range(30):
         if cli(host, QUEUES, "PING") == "PONG":
             break

@@ -75,7 +75,7 @@ def test_provisioning_creates_what_the_environment_describes(
     )
     for body in by_label.values():
         assert body["region"] == "eu-central"
-        assert body["image"] == "linode/debian12"
+        assert body["image"] == "linode/debian13"
         assert body["authorized_keys"] == [KEY]
         assert body["private_ip"] is True
         assert "kit-env-qa" in body["tags"]

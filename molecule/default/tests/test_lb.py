@@ -96,6 +96,16 @@ def request_stream(path: str = "/whoami", limit: int = 5000) -> Iterator[Counter
         thread.join(timeout=30)
 
 
+def test_configuration_of_the_full_topology_draws_no_warning(lb) -> None:
+    """Every server line, check and timeout, as rendered for the whole fleet: nothing
+    deprecated or ignored on this release's HAProxy."""
+    result = lb.run(f"haproxy -c -f {CONFIG}")
+    assert result.rc == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "[WARNING]" not in output, output
+    assert "deprecated" not in output.lower(), output
+
+
 def test_backend_lists_every_running_instance_of_every_app_node(lb) -> None:
     running = set()
     for node in APP_NODES:

@@ -22,8 +22,13 @@ DISTS = ("bookworm", "trixie")
 
 
 def make(target: str, dist: str) -> None:
-    subprocess.run(["make", "-s", target, f"DIST={dist}"], cwd=ROOT, check=True,
-                   env=dict(os.environ, ANSIBLE_FORCE_COLOR="0"))  # fmt: skip
+    """One make target for the release; its output is shown only when it fails."""
+    result = subprocess.run(["make", "-s", target, f"DIST={dist}"], cwd=ROOT, check=False,
+                            capture_output=True, text=True,
+                            env=dict(os.environ, ANSIBLE_FORCE_COLOR="0"))  # fmt: skip
+    if result.returncode != 0:
+        output = result.stdout[-3000:] + result.stderr
+        raise SystemExit(f"make {target} DIST={dist} failed:\n{output}")
 
 
 def main() -> int:

@@ -61,6 +61,18 @@ def test_whoami_names_the_instance_and_echoes_the_request_id(client: FlaskClient
     assert isinstance(body["pid"], int)
 
 
+def test_the_client_address_is_the_one_the_load_balancer_appended(client: FlaskClient) -> None:
+    """One trusted hop: of X-Forwarded-For, only the address the lb added counts."""
+    response = client.get(
+        "/whoami",
+        headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.7"},
+        environ_base={"REMOTE_ADDR": "172.30.213.11"},
+    )
+    assert response.get_json()["client"] == "198.51.100.7"
+    direct = client.get("/whoami", environ_base={"REMOTE_ADDR": "172.30.213.11"})
+    assert direct.get_json()["client"] == "172.30.213.11"
+
+
 def test_session_counter_lives_in_redis_not_in_the_process(
     server: fakeredis.FakeServer,
 ) -> None:

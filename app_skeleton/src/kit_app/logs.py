@@ -19,6 +19,7 @@ class RequestIdFilter(logging.Filter):
             record.request_id = request.headers.get(REQUEST_ID_HEADER, "")
             record.path = request.path
             record.method = request.method
+            record.client = request.remote_addr
         return True
 
 

@@ -18,6 +18,7 @@ from redis import Redis
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from kit_app import db
 from kit_app.jobs import report
@@ -53,6 +54,10 @@ def create_app(
     hostname = socket.gethostname()
 
     app = Flask(__name__)
+    # One trusted hop: the load balancer, which drops every forwarding header a client sent
+    # and sets X-Forwarded-For and X-Forwarded-Proto itself. request.remote_addr is then the
+    # client's address, and url schemes follow the client's connection.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
     app.config.update(
         SECRET_KEY=settings.secret_key or None,
         SESSION_TYPE="redis",
@@ -103,6 +108,7 @@ def create_app(
             instance=settings.instance,
             pid=os.getpid(),
             request_id=request.headers.get(REQUEST_ID_HEADER, ""),
+            client=request.remote_addr,
         )
 
     @app.get("/session")

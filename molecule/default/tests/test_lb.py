@@ -141,8 +141,36 @@ def test_request_id_is_passed_to_the_app_or_generated(lb) -> None:
     assert json.loads(fetch("/whoami", {"X-Request-ID": given})[1])["request_id"] == given
     generated = json.loads(fetch("/whoami")[1])["request_id"]
     assert str(uuid.UUID(generated)) == generated
+    # Not one token: replaced, so a client cannot write what it likes into every log.
+    odd = json.loads(fetch("/whoami", {"X-Request-ID": "a b;c=" + "x" * 80})[1])["request_id"]
+    assert str(uuid.UUID(odd)) == odd
     time.sleep(1)
     assert f"rid={generated}" in lb.check_output("journalctl -u haproxy --no-pager -n 100")
+
+
+def test_a_client_cannot_choose_the_address_the_app_sees(lb) -> None:
+    """Forwarding headers a client sends are dropped at the lb: the app, and its access log,
+    see the address HAProxy saw (its log's %ci), whatever the client claimed."""
+    rid = f"fwd-{uuid.uuid4()}"
+    spoofed = {
+        "X-Request-ID": rid,
+        "X-Forwarded-For": "203.0.113.9",
+        "Forwarded": "for=203.0.113.9;proto=https",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "evil.example",
+    }
+    served = json.loads(fetch("/whoami", spoofed)[1])
+    time.sleep(1)
+    line = lb.check_output(f"journalctl -u haproxy --no-pager -o cat -n 500 | grep 'rid={rid}'")
+    seen_by_lb = line.split(":", 1)[0]
+    assert served["client"] == seen_by_lb, (served, line)
+    assert served["client"] != "203.0.113.9"
+    node = get_host(served["host"])
+    access = node.check_output(
+        f"journalctl -u 'gunicorn@*' --no-pager -o cat --since '-2min' | grep 'rid={rid}'"
+    )
+    assert f"client={seen_by_lb}" in access, access
+    assert "203.0.113.9" not in access, access
 
 
 def test_maxconn_is_what_the_granted_open_files_hold(lb) -> None:

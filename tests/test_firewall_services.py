@@ -57,6 +57,23 @@ def test_gunicorn_only_from_the_lbs_redis_only_from_app_and_workers() -> None:
     assert redis["Redis"]["from"] == [IPS["app-1"], IPS["workers-1"]]
 
 
+def test_reaper_metrics_only_to_monitoring_and_closed_without_it() -> None:
+    endpoint = {"metrics_address": IPS["app-1"], "metrics_port": "9405"}
+    got = services("app-1", reaper_endpoint=endpoint)
+
+    assert got["reaper metrics"] == {
+        "name": "reaper metrics", "ports": [9405], "from": [IPS["mon-1"]]
+    }  # fmt: skip
+    off = services("app-1", reaper_endpoint=endpoint | {"metrics_port": 0})
+    assert "reaper metrics" not in off
+    no_monitoring = dict(GROUPS, monitoring=[])
+    ips_of = fw.firewall_ips_of(no_monitoring, {h: {"private_ip": ip} for h, ip in IPS.items()})
+    alone = fw.firewall_services(
+        "app-1", IPS["app-1"], no_monitoring, ips_of, SETTINGS, {"reaper_endpoint": endpoint}
+    )
+    assert alone == []
+
+
 def test_postgresql_from_the_clients_and_the_other_database_hosts_not_itself() -> None:
     got = services("db-1", postgresql_endpoint={"port": 5432})
 

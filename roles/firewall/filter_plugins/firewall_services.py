@@ -1,7 +1,8 @@
 """What a host serves and to whom: the rules the firewall role renders into nftables.conf.
 
 Built from the inventory's groups and what the other roles publish in every run
-(haproxy_endpoint, app_gunicorn_listeners, redis_endpoints, postgresql_endpoint), so a port
+(haproxy_endpoint, app_gunicorn_listeners, reaper_endpoint, redis_endpoints,
+postgresql_endpoint), so a port
 is opened only to the private addresses of the hosts that use it.
 """
 
@@ -60,6 +61,10 @@ def firewall_services(
     if listeners and lbs and member("app_group"):
         out.append({"name": "gunicorn", "ports": [int(lst["port"]) for lst in listeners],
                     "from": lbs})  # fmt: skip
+    reaper = published.get("reaper_endpoint")
+    if reaper and int(reaper["metrics_port"]) > 0 and monitoring and member("app_group"):
+        out.append({"name": "reaper metrics", "ports": [int(reaper["metrics_port"])],
+                    "from": monitoring})  # fmt: skip
     redis = published.get("redis_endpoints")
     if redis and clients and member("redis_group"):
         out.append({"name": "Redis", "ports": [int(e["port"]) for e in redis.values()],

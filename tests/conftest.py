@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,21 @@ def run_ansible(
         timeout=300,
         check=False,
     )
+
+
+def encrypted_copy(inventory: Path, tmp: Path) -> tuple[Path, list[str]]:
+    """A copy of an inventory directory (under tmp, same name) with its vault files encrypted
+    as an operator would, and the ansible-playbook arguments that open them."""
+    copy = tmp / inventory.name
+    shutil.copytree(inventory, copy)
+    password = tmp / "vault-password"
+    password.write_text("kit-test-vault-password\n")
+    for vault in sorted(copy.glob("*_vars/**/vault*.yml")):
+        result = run_ansible(
+            "ansible-vault", "encrypt", "--vault-password-file", str(password), str(vault)
+        )
+        assert result.returncode == 0, result.stderr
+    return copy, ["--vault-password-file", str(password)]
 
 
 def inventory_list(inventory: Path) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROLES, ROOT, load_yaml, run_ansible
+from conftest import ROLES, ROOT, encrypted_copy, load_yaml, run_ansible
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import new_env
@@ -57,7 +57,9 @@ def test_vault_stub_lists_every_secret_as_a_placeholder(scaffold: Path) -> None:
     assert load_yaml(scaffold / "group_vars" / "all" / "kit.yml")["kit_environment"] == "qa"
 
 
-def test_new_environment_is_refused_until_its_secrets_are_set(scaffold: Path) -> None:
+def test_new_environment_is_refused_until_its_secrets_are_set(
+    scaffold: Path, tmp_path: Path
+) -> None:
     refused = run_ansible("ansible-playbook", "ansible/site.yml", "-i", str(scaffold))
     output = refused.stdout + refused.stderr
     assert refused.returncode != 0, output
@@ -72,9 +74,16 @@ def test_new_environment_is_refused_until_its_secrets_are_set(scaffold: Path) ->
     vault = load_yaml(scaffold / "group_vars" / "all" / "vault.yml")
     secrets = {name: f"{name}-0123456789abcdef" for name in vault}
     secrets["firewall_ssh_networks"] = ["10.8.0.0/24"]
-    accepted = run_ansible(
+    plain = run_ansible(
         "ansible-playbook", "ansible/preflight.yml", "-i", str(scaffold), "-e", json.dumps(secrets)
     )
+    assert plain.returncode != 0
+    assert "vault.yml in environment 'qa' is not encrypted" in plain.stdout
+    encrypted, opener = encrypted_copy(scaffold, tmp_path)
+    accepted = run_ansible(
+        "ansible-playbook", "ansible/preflight.yml", "-i", str(encrypted), *opener,
+        "-e", json.dumps(secrets),
+    )  # fmt: skip
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
 
 

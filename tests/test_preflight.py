@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, load_yaml, run_ansible
+from conftest import ROOT, encrypted_copy, load_yaml, run_ansible
 
 
 def secrets_token(name: str) -> str:
@@ -55,19 +55,31 @@ def test_placeholder_secrets_are_refused_outside_local(inventory: str) -> None:
     assert "TASK [common" not in output
 
 
-def test_real_secrets_pass_the_pre_flight_checks() -> None:
+def test_real_secrets_pass_the_pre_flight_checks(tmp_path: Path) -> None:
+    vault = load_yaml(ROOT / "inventories" / "production" / "group_vars" / "all" / "vault.yml")
+    secrets: dict[str, object] = {name: secrets_token(name) for name in vault}
+    secrets["firewall_ssh_networks"] = ["10.8.0.0/24"]
+    inventory, opener = encrypted_copy(ROOT / "inventories" / "production", tmp_path)
+    result = run_ansible(
+        "ansible-playbook", "ansible/preflight.yml", "-i", str(inventory), *opener,
+        "-e", json.dumps(secrets),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_vault_file_in_plain_text_is_refused_outside_local() -> None:
+    """The same secrets, the example's vault.yml left unencrypted: refused, naming the file."""
     vault = load_yaml(ROOT / "inventories" / "production" / "group_vars" / "all" / "vault.yml")
     secrets: dict[str, object] = {name: secrets_token(name) for name in vault}
     secrets["firewall_ssh_networks"] = ["10.8.0.0/24"]
     result = run_ansible(
-        "ansible-playbook",
-        "ansible/preflight.yml",
-        "-i",
-        "inventories/production",
-        "-e",
-        json.dumps(secrets),
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+        "ansible-playbook", "ansible/site.yml", "-i", "inventories/production",
+        "-e", json.dumps(secrets),
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "group_vars/all/vault.yml in environment 'production' is not encrypted" in output
+    assert "TASK [common" not in output
 
 
 def test_site_playbook_has_one_play_per_group() -> None:
@@ -82,6 +94,16 @@ def test_site_playbook_has_one_play_per_group() -> None:
         "Monitoring",
     ):
         assert play in result.stdout, play
+
+
+def test_the_firewall_comes_before_every_service() -> None:
+    """On a first converge no service listens unfiltered: the firewall play follows only
+    the pre-flight, the endpoints and the base system."""
+    plays = [p["name"] for p in load_yaml(ROOT / "ansible/site.yml")]
+    firewall = plays.index("Firewall on every host")
+    assert plays[:firewall] == [
+        "Pre-flight checks", "Endpoints of every layer", "Base system on every host"
+    ]  # fmt: skip
 
 
 def test_pgbouncer_pools_beyond_max_connections_are_refused() -> None:
@@ -130,15 +152,17 @@ def test_an_empty_ssh_allow_list_is_refused_outside_local() -> None:
 
 
 def staging_with(
-    firewall_ssh_networks: list[str] | None, playbook: str = "site.yml"
+    firewall_ssh_networks: list[str] | None, tmp: Path, playbook: str = "site.yml"
 ) -> subprocess.CompletedProcess[str]:
-    """A playbook on the staging example with real secrets and, unless None, these networks."""
+    """A playbook on the staging example, its vault encrypted, with real secrets and, unless
+    None, these networks."""
     vault = load_yaml(ROOT / "inventories" / "staging" / "group_vars" / "all" / "vault.yml")
     variables: dict[str, object] = {name: secrets_token(name) for name in vault}
     if firewall_ssh_networks is not None:
         variables["firewall_ssh_networks"] = firewall_ssh_networks
+    inventory, opener = encrypted_copy(ROOT / "inventories" / "staging", tmp)
     return run_ansible(
-        "ansible-playbook", f"ansible/{playbook}", "-i", "inventories/staging",
+        "ansible-playbook", f"ansible/{playbook}", "-i", str(inventory), *opener,
         "-e", json.dumps(variables),
     )  # fmt: skip
 
@@ -153,9 +177,9 @@ def staging_with(
     ],
 )
 def test_documentation_networks_in_the_ssh_allow_list_are_refused_outside_local(
-    networks: list[str], refused: str
+    networks: list[str], refused: str, tmp_path: Path
 ) -> None:
-    result = staging_with(networks)
+    result = staging_with(networks, tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert f"firewall_ssh_networks in environment 'staging' lists {refused}:" in output
@@ -164,8 +188,8 @@ def test_documentation_networks_in_the_ssh_allow_list_are_refused_outside_local(
     assert "TASK [common" not in output
 
 
-def test_the_example_inventories_ship_a_network_the_pre_flight_refuses() -> None:
-    result = staging_with(None)
+def test_the_example_inventories_ship_a_network_the_pre_flight_refuses(tmp_path: Path) -> None:
+    result = staging_with(None, tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert "lists 198.51.100.0/24: networks reserved for documentation examples" in output
@@ -174,6 +198,6 @@ def test_the_example_inventories_ship_a_network_the_pre_flight_refuses() -> None
 @pytest.mark.parametrize(
     "networks", [["10.8.0.0/24"], ["192.0.3.0/24", "2001:db9::/32"], ["0.0.0.0/0"]]
 )
-def test_real_networks_in_the_ssh_allow_list_pass(networks: list[str]) -> None:
-    result = staging_with(networks, playbook="preflight.yml")
+def test_real_networks_in_the_ssh_allow_list_pass(networks: list[str], tmp_path: Path) -> None:
+    result = staging_with(networks, tmp_path, playbook="preflight.yml")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,51 @@
+"""A `site.yml --check --diff` run, as the README recommends before a change, shows what
+would change and prints no secret, even where the files that hold them would change."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+from conftest import run_playbook, secret
+
+ROOT = Path(__file__).resolve().parents[3]
+# Every secret of the local environment (inventories/local/group_vars/all/secrets.yml).
+SECRETS = (
+    "app_secret_key",
+    "haproxy_stats_password",
+    "postgresql_app_password",
+    "postgresql_owner_password",
+    "postgresql_readonly_password",
+    "postgresql_replication_password",
+    "postgresql_stats_password",
+    "redis_admin_password",
+    "redis_app_password",
+)
+
+
+def test_check_diff_shows_changes_and_no_secret() -> None:
+    redis_defaults = yaml.safe_load((ROOT / "roles/redis/defaults/main.yml").read_text())
+    # A change to each file that holds a secret, or sits beside one: the app's environment,
+    # HAProxy's configuration (the stats user), Redis's configuration and its users.
+    changes = {
+        "app_environment": {"KIT_CHECK_DIFF": "1"},
+        "haproxy_retries": 2,
+        "redis_tcp_keepalive": 301,
+        "redis_app_denied_commands": [*redis_defaults["redis_app_denied_commands"], "lastsave"],
+    }
+    result = run_playbook("site.yml", "--check", "--diff", "-e", json.dumps(changes))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    # The run shows the changes it would make where they hold no secret.
+    assert "+    retries 2" in output
+    assert "+tcp-keepalive 301" in output
+    # And no secret, in any form a file holds it: the value, percent-encoded in a URL
+    # (the generated ones need no encoding), or the SHA-256 Redis's users file keeps.
+    values = {name: secret(name) for name in SECRETS}
+    leaked = [name for name, value in values.items() if value in output]
+    assert not leaked, f"--check --diff printed {leaked}"
+    hashes = {name: hashlib.sha256(value.encode()).hexdigest() for name, value in values.items()}
+    leaked_hashes = [name for name, digest in hashes.items() if digest in output]
+    assert not leaked_hashes, f"--check --diff printed the SHA-256 of {leaked_hashes}"

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import yaml
-from conftest import run_playbook, secret
+from conftest import INVENTORY, get_host, run_playbook, secret
 
 ROOT = Path(__file__).resolve().parents[3]
 # Every secret of the local environment (inventories/local/group_vars/all/secrets.yml).
@@ -49,3 +49,13 @@ def test_check_diff_shows_changes_and_no_secret() -> None:
     hashes = {name: hashlib.sha256(value.encode()).hexdigest() for name, value in values.items()}
     leaked_hashes = [name for name, digest in hashes.items() if digest in output]
     assert not leaked_hashes, f"--check --diff printed the SHA-256 of {leaked_hashes}"
+
+
+def test_the_stats_password_is_stored_hashed_and_still_opens_the_page() -> None:
+    lb = get_host(INVENTORY.get_hosts("lb")[0])
+    password = secret("haproxy_stats_password")
+    assert password not in lb.file("/etc/haproxy/haproxy.cfg").content_string
+    page = "http://127.0.0.1:8404/stats"
+    opened = lb.run("curl -s -o /dev/null -w '%%{http_code}' -u %s %s", f"stats:{password}", page)
+    refused = lb.run("curl -s -o /dev/null -w '%%{http_code}' -u %s %s", "stats:wrong", page)
+    assert (opened.stdout, refused.stdout) == ("200", "401")

@@ -15,6 +15,7 @@ import re
 import statistics
 import subprocess
 import time
+from pathlib import Path
 
 from stack import ROOT
 
@@ -22,9 +23,13 @@ STRATEGIES = ("linear", "mitogen_linear")
 
 
 def converge(
-    strategy: str, playbook: str = "ansible/site.yml", extra_env: dict[str, str] | None = None
+    strategy: str,
+    playbook: str = "ansible/site.yml",
+    extra_env: dict[str, str] | None = None,
+    log: Path | None = None,
 ) -> tuple[float, int]:
-    """Seconds one run of the playbook took on the local stack, and how many tasks it changed."""
+    """Seconds one run of the playbook took on the local stack, and how many tasks it changed;
+    its output goes to `log` when one is named."""
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STRATEGY=strategy,
                ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1") | (extra_env or {})  # fmt: skip
     start = time.monotonic()
@@ -34,6 +39,9 @@ def converge(
         cwd=ROOT, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     elapsed = time.monotonic() - start
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(result.stdout + result.stderr)
     if result.returncode != 0:
         raise SystemExit(f"{playbook} with {strategy} failed:\n{result.stdout[-3000:]}")
     changed = sum(int(n) for n in re.findall(r"changed=(\d+)", result.stdout))

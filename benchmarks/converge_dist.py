@@ -5,8 +5,9 @@ one after the other in one run: the first converge, then a run that changes noth
 
 It replaces the running local stack: for each release it removes the stack (`make down`),
 builds the release's base image when missing (`make image`), creates the containers
-(ansible/local_up.yml) and times site.yml twice with the strategy `make up` uses. The last
-release's stack is left running. `make bench` does not run it, for that reason.
+(ansible/local_up.yml) and times site.yml twice with the strategy `make up` uses, each
+run's output (with every task's time) in .cache/converge_dist/. The last release's stack is
+left running. `make bench` does not run it, for that reason.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from converge import converge
 from stack import ROOT
 
 DISTS = ("bookworm", "trixie")
+# Each run's output, with the time of every task (profile_tasks), to see where they differ.
+LOGS = ROOT / ".cache" / "converge_dist"
+CALLBACKS = "ansible.posix.timer,ansible.posix.profile_roles,ansible.posix.profile_tasks"
 
 
 def make(target: str, dist: str) -> None:
@@ -44,10 +48,13 @@ def main() -> int:
     for dist in dists:
         make("down", dist)
         make("image", dist)
-        env = {"KIT_DIST": dist, "KIT_BASE_IMAGE": f"kit-{dist}-systemd:latest"}
+        env = {"KIT_DIST": dist, "KIT_BASE_IMAGE": f"kit-{dist}-systemd:latest",
+               "ANSIBLE_CALLBACKS_ENABLED": CALLBACKS}  # fmt: skip
         converge(args.strategy, "ansible/local_up.yml", env)
-        first[dist], changed = converge(args.strategy, "ansible/site.yml", env)
-        second[dist], changed_again = converge(args.strategy, "ansible/site.yml", env)
+        first[dist], changed = converge(args.strategy, "ansible/site.yml", env,
+                                        LOGS / f"{dist}-first.log")  # fmt: skip
+        second[dist], changed_again = converge(args.strategy, "ansible/site.yml", env,
+                                               LOGS / f"{dist}-second.log")  # fmt: skip
         print(f"| {dist} | {first[dist]:.1f} | {changed} | {second[dist]:.1f} | {changed_again} |",
               flush=True)  # fmt: skip
         if changed_again:

@@ -16,6 +16,16 @@ def secrets_token(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:24]
 
 
+def real_secrets(environment: str, networks: list[str] | None) -> dict[str, object]:
+    """Extra variables giving every secret of an example environment's vault stub a real
+    value, and firewall_ssh_networks these networks unless None."""
+    vault = load_yaml(ROOT / "inventories" / environment / "group_vars" / "all" / "vault.yml")
+    variables: dict[str, object] = {name: secrets_token(name) for name in vault}
+    if networks is not None:
+        variables["firewall_ssh_networks"] = networks
+    return variables
+
+
 @pytest.mark.parametrize(
     ("inventory", "variable", "value"),
     [
@@ -56,9 +66,7 @@ def test_placeholder_secrets_are_refused_outside_local(inventory: str) -> None:
 
 
 def test_real_secrets_pass_the_pre_flight_checks(tmp_path: Path) -> None:
-    vault = load_yaml(ROOT / "inventories" / "production" / "group_vars" / "all" / "vault.yml")
-    secrets: dict[str, object] = {name: secrets_token(name) for name in vault}
-    secrets["firewall_ssh_networks"] = ["10.8.0.0/24"]
+    secrets = real_secrets("production", ["10.8.0.0/24"])
     inventory, opener = encrypted_copy(ROOT / "inventories" / "production", tmp_path)
     result = run_ansible(
         "ansible-playbook", "ansible/preflight.yml", "-i", str(inventory), *opener,
@@ -67,19 +75,26 @@ def test_real_secrets_pass_the_pre_flight_checks(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_a_vault_file_in_plain_text_is_refused_outside_local() -> None:
-    """The same secrets, the example's vault.yml left unencrypted: refused, naming the file."""
-    vault = load_yaml(ROOT / "inventories" / "production" / "group_vars" / "all" / "vault.yml")
-    secrets: dict[str, object] = {name: secrets_token(name) for name in vault}
-    secrets["firewall_ssh_networks"] = ["10.8.0.0/24"]
+def assert_site_refused(environment: str, variables: dict[str, object], message: str) -> None:
+    """site.yml on an example environment with these extra variables stops in the pre-flight
+    with the message, before any role task."""
     result = run_ansible(
-        "ansible-playbook", "ansible/site.yml", "-i", "inventories/production",
-        "-e", json.dumps(secrets),
+        "ansible-playbook", "ansible/site.yml", "-i", f"inventories/{environment}",
+        "-e", json.dumps(variables),
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
-    assert "group_vars/all/vault.yml in environment 'production' is not encrypted" in output
+    assert message in output, output
     assert "TASK [common" not in output
+
+
+def test_a_vault_file_in_plain_text_is_refused_outside_local() -> None:
+    """The same secrets, the example's vault.yml left unencrypted: refused, naming the file."""
+    assert_site_refused(
+        "production",
+        real_secrets("production", ["10.8.0.0/24"]),
+        "group_vars/all/vault.yml in environment 'production' is not encrypted",
+    )
 
 
 def test_site_playbook_has_one_play_per_group() -> None:
@@ -138,17 +153,11 @@ def test_a_host_both_primary_and_replica_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_empty_ssh_allow_list_is_refused_outside_local() -> None:
-    vault = load_yaml(ROOT / "inventories" / "staging" / "group_vars" / "all" / "vault.yml")
-    variables: dict[str, object] = {name: secrets_token(name) for name in vault}
-    variables["firewall_ssh_networks"] = []
-    result = run_ansible(
-        "ansible-playbook", "ansible/site.yml", "-i", "inventories/staging",
-        "-e", json.dumps(variables),
-    )  # fmt: skip
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output
-    assert "firewall_ssh_networks is empty in environment 'staging'" in output
-    assert "TASK [common" not in output
+    assert_site_refused(
+        "staging",
+        real_secrets("staging", []),
+        "firewall_ssh_networks is empty in environment 'staging'",
+    )
 
 
 def staging_with(
@@ -156,10 +165,7 @@ def staging_with(
 ) -> subprocess.CompletedProcess[str]:
     """A playbook on the staging example, its vault encrypted, with real secrets and, unless
     None, these networks."""
-    vault = load_yaml(ROOT / "inventories" / "staging" / "group_vars" / "all" / "vault.yml")
-    variables: dict[str, object] = {name: secrets_token(name) for name in vault}
-    if firewall_ssh_networks is not None:
-        variables["firewall_ssh_networks"] = firewall_ssh_networks
+    variables = real_secrets("staging", firewall_ssh_networks)
     inventory, opener = encrypted_copy(ROOT / "inventories" / "staging", tmp)
     return run_ansible(
         "ansible-playbook", f"ansible/{playbook}", "-i", str(inventory), *opener,

@@ -13,11 +13,9 @@ left running. `make bench` does not run it, for that reason.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 
 from converge import converge
-from stack import ROOT
+from stack import ROOT, run
 
 DISTS = ("bookworm", "trixie")
 # Each run's output, with the time of every task (profile_tasks), to see where they differ.
@@ -27,12 +25,7 @@ CALLBACKS = "ansible.posix.timer,ansible.posix.profile_roles,ansible.posix.profi
 
 def make(target: str, dist: str) -> None:
     """One make target for the release; its output is shown only when it fails."""
-    result = subprocess.run(["make", "-s", target, f"DIST={dist}"], cwd=ROOT, check=False,
-                            capture_output=True, text=True,
-                            env=dict(os.environ, ANSIBLE_FORCE_COLOR="0"))  # fmt: skip
-    if result.returncode != 0:
-        output = result.stdout[-3000:] + result.stderr
-        raise SystemExit(f"make {target} DIST={dist} failed:\n{output}")
+    run("make", "-s", "-C", str(ROOT), target, f"DIST={dist}")
 
 
 def main() -> int:

@@ -17,7 +17,9 @@ SOCKET = "/run/haproxy/admin.sock"
 def run(*argv: str, check: bool = True, stdin: str | None = None) -> str:
     result = subprocess.run(argv, capture_output=True, text=True, input=stdin, check=False)
     if check and result.returncode != 0:
-        raise SystemExit(f"{' '.join(argv[:4])} ...: exit {result.returncode}\n{result.stderr}")
+        # Ansible prints its errors on stdout: the end of it too.
+        output = result.stdout[-3000:] + result.stderr
+        raise SystemExit(f"{' '.join(argv[:4])} ...: exit {result.returncode}\n{output}")
     return result.stdout
 
 

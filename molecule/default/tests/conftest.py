@@ -46,14 +46,24 @@ def private_ips() -> dict[str, str]:
     return {name: str(host_vars(name)["private_ip"]) for name in ALL_HOSTS}
 
 
+def _secrets_dir() -> Path:
+    """Where the inventory's password lookups write the local environment's secrets: beside
+    the file that defines the hosts (hosts.yml, linked into Molecule's inventory as the
+    directory `hosts`)."""
+    for base in (Path(_inventory_dir()) / "hosts", Path(_inventory_dir())):
+        if (base / ".secrets").is_dir():
+            return base / ".secrets"
+    raise FileNotFoundError(f"no .secrets beside the inventory {_inventory_dir()}")
+
+
 def secret(name: str) -> str:
     """A secret of the local environment, as generated on the controller."""
-    # Where the inventory's password lookups wrote it: beside the file that defines the
-    # hosts (hosts.yml, linked into Molecule's inventory as the directory `hosts`).
-    for base in (Path(_inventory_dir()) / "hosts", Path(_inventory_dir())):
-        if (base / ".secrets" / name).is_file():
-            return (base / ".secrets" / name).read_text().strip()
-    raise FileNotFoundError(f"no .secrets/{name} beside the inventory {_inventory_dir()}")
+    return (_secrets_dir() / name).read_text().strip()
+
+
+def all_secrets() -> dict[str, str]:
+    """Every secret of the local environment, by name."""
+    return {path.name: secret(path.name) for path in sorted(_secrets_dir().iterdir())}
 
 
 def get_host(name: str) -> testinfra.host.Host:

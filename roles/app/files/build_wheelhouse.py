@@ -2,8 +2,8 @@
 """Build the wheelhouse a release is installed from, on the controller.
 
 The application is built into a wheel; its dependencies (and any extra distributions) are
-downloaded as binary wheels for the hosts' Python and platform, which need not be the
-controller's. Prints a JSON manifest: the release id (a digest of every file's content, so
+resolved by uv for the hosts' Python and platform, which need not be the controller's, and
+downloaded by pip as binary wheels for them. Prints a JSON manifest: the release id (a digest of every file's content, so
 the same inputs give the same release), the files, in install order, and the bundle: one
 uncompressed tar of those files (wheels are compressed already), byte for byte the same for
 the same release, so a host gets a release in one copy and a later run copies nothing.
@@ -20,10 +20,13 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 SAVED = re.compile(r"^(?:Saved|File was already downloaded) (?P<path>\S+\.whl)\s*$")
 MANYLINUX = re.compile(r"^manylinux_2_(?P<glibc>\d+)_(?P<arch>\w+)$")
+# The newest manylinux_2_N the pinned uv (requirements.txt) resolves for.
+UV_NEWEST_GLIBC = 40
 
 
 def platforms(platform: str) -> list[str]:
@@ -37,14 +40,19 @@ def platforms(platform: str) -> list[str]:
     return [*tags, f"manylinux2014_{arch}"]
 
 
-def pip(*args: str) -> str:
+def run(tool: str, *args: str) -> str:
+    """A Python tool of the controller's environment (pip, uv), its output; stops on failure."""
     env = dict(os.environ, SOURCE_DATE_EPOCH="315532800", PIP_DISABLE_PIP_VERSION_CHECK="1")
     result = subprocess.run(
-        [sys.executable, "-m", "pip", *args], capture_output=True, text=True, env=env, check=False
+        [sys.executable, "-m", tool, *args], capture_output=True, text=True, env=env, check=False
     )
     if result.returncode != 0:
-        raise SystemExit(f"pip {args[0]} failed:\n{result.stdout}\n{result.stderr}")
+        raise SystemExit(f"{tool} {args[0]} failed:\n{result.stdout}\n{result.stderr}")
     return result.stdout
+
+
+def pip(*args: str) -> str:
+    return run("pip", *args)
 
 
 def build_wheel(source: Path, wheelhouse: Path) -> Path:
@@ -61,23 +69,66 @@ def build_wheel(source: Path, wheelhouse: Path) -> Path:
     return target
 
 
+def uv_platform(platform: str) -> str:
+    """uv's name for the hosts' platform (x86_64-manylinux_2_40), at most the newest manylinux
+    uv knows: a wheel for a newer glibc is still picked by pip's download below."""
+    match = MANYLINUX.match(platform)
+    if not match:
+        return platform
+    return f"{match['arch']}-manylinux_2_{min(int(match['glibc']), UV_NEWEST_GLIBC)}"
+
+
+def resolve(local: list[Path], extras: list[str], python_version: str, platform: str) -> list[str]:
+    """The release's dependencies pinned (`name==version`) for the hosts. uv evaluates
+    environment markers (`greenlet<3; python_version < "3.12"`) for the hosts' Python;
+    pip's --python-version only filters wheel tags and evaluates markers for the
+    controller's own Python, which need not be the hosts'."""
+    names = {distribution(wheel) for wheel in local}
+    with tempfile.TemporaryDirectory() as tmp:
+        requirements = Path(tmp) / "requirements.in"
+        requirements.write_text(
+            "".join(f"{distribution(w)} @ {w.as_uri()}\n" for w in local)
+            + "".join(f"{extra}\n" for extra in extras)
+        )
+        output = run(
+            "uv", "pip", "compile", str(requirements),
+            "--python-version", python_version,
+            "--python-platform", uv_platform(platform),
+            "--only-binary", ":all:", "--no-header", "--no-annotate", "--quiet",
+        )  # fmt: skip
+    pins = [line.strip() for line in output.splitlines() if "==" in line and " @ " not in line]
+    return [pin for pin in pins if canonical(pin.split("==", 1)[0]) not in names]
+
+
 def download_dependencies(
     local: list[Path], extras: list[str], wheelhouse: Path, python_version: str, platform: str
 ) -> list[Path]:
     """The dependencies of the local wheels and the extras, as binary wheels for the hosts."""
+    pins = resolve(local, extras, python_version, platform)
+    if not pins:
+        return []
     output = pip(
         "download",
         "--dest", str(wheelhouse / "files"),
+        "--no-deps",
         "--only-binary=:all:",
         "--python-version", python_version,
         "--implementation", "cp",
         *(arg for tag in platforms(platform) for arg in ("--platform", tag)),
-        *(str(wheel) for wheel in local),
-        *extras,
+        *pins,
     )  # fmt: skip
     found = [Path(m["path"]) for line in output.splitlines() if (m := SAVED.match(line.strip()))]
-    names = {wheel.name for wheel in local}
-    return [wheelhouse / "files" / p.name for p in found if p.name not in names]
+    return [wheelhouse / "files" / p.name for p in found]
+
+
+def canonical(name: str) -> str:
+    """A distribution name as wheel file names and PEP 503 compare it."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def distribution(wheel: Path) -> str:
+    """The canonical distribution name of a wheel file (`Flask_Session-0.8.0-...whl`)."""
+    return canonical(wheel.name.split("-", 1)[0])
 
 
 def digest(path: Path) -> str:
@@ -115,7 +166,9 @@ def bundle(wheelhouse: Path, release: str, files: list[Path]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--source", type=Path, required=True)
+    parser.add_argument(
+        "--source", type=Path, help="the application project; none: only --extra from PyPI"
+    )
     parser.add_argument("--wheelhouse", type=Path, required=True)
     parser.add_argument("--python-version", required=True)
     parser.add_argument("--platform", required=True)
@@ -123,20 +176,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--local", type=Path, action="append", default=[], help="another project to build in"
     )
+    parser.add_argument(
+        "--require",
+        action="append",
+        default=[],
+        help="a distribution the release must contain (the kit runs its scripts)",
+    )
     args = parser.parse_args(argv)
-    for source, name in [
-        (args.source, "app_source_dir"),
-        *((p, "app_local_packages") for p in args.local),
-    ]:
+    projects = [(p, "app_local_packages") for p in args.local]
+    if args.source is not None:
+        projects.append((args.source, "app_source_dir"))
+    elif not args.extra:
+        raise SystemExit("app_source_dir is empty and app_extra_packages lists nothing to install")
+    for source, name in projects:
         if not (source / "pyproject.toml").is_file():
             raise SystemExit(f"{name}: {source} has no pyproject.toml")
     wheelhouse = args.wheelhouse.resolve()
     # The application last: installed after everything it may import.
-    local = [build_wheel(p.resolve(), wheelhouse) for p in [*args.local, args.source]]
+    local = [build_wheel(p.resolve(), wheelhouse) for p, _ in projects]
     dependencies = download_dependencies(
         local, args.extra, wheelhouse, args.python_version, args.platform
     )
     release, files = release_files(local, dependencies)
+    missing = sorted(set(map(canonical, args.require)) - {distribution(p) for p in files})
+    if missing:
+        raise SystemExit(
+            f"the release has no {', '.join(missing)}: the kit runs it from the release's "
+            "virtualenv, so add it to the application's dependencies or to app_extra_packages"
+        )
     manifest = {
         "release": release,
         "files": [str(p) for p in files],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
+import pytest
+from ansible.errors import AnsibleFilterError
 from conftest import load_plugin
 
 app_urls = load_plugin("roles/app/filter_plugins/app_urls.py")
@@ -52,3 +54,41 @@ def test_an_ipv6_host_is_bracketed() -> None:
     urls = app_urls.app_redis_urls({"s": {"host": "fd00::4", "port": 6379}}, "app", "pw")
     assert urls["s"] == "redis://app:pw@[fd00::4]:6379/0"
     assert urlsplit(urls["s"]).hostname == "fd00::4"
+
+
+def test_health_statuses_are_read_as_haproxy_writes_them() -> None:
+    assert app_urls.app_status_codes("200") == [200]
+    assert app_urls.app_status_codes(204) == [204]
+    assert app_urls.app_status_codes("200-204,401") == [200, 201, 202, 203, 204, 401]
+
+
+def test_a_status_that_is_not_a_code_or_range_names_the_variable() -> None:
+    for bad in ("ok", "2xx", "299-200", "200,", "1000"):
+        with pytest.raises(AnsibleFilterError, match="app_health_status"):
+            app_urls.app_status_codes(bad)
+
+
+def test_an_alias_copies_its_kit_value_and_is_left_out_where_the_kit_has_none() -> None:
+    kit = {"KIT_DATABASE_URL": "postgresql://w", "KIT_SECRET_KEY": "k"}
+    aliases = {
+        "DATABASE_URL": "KIT_DATABASE_URL",
+        "DJANGO_SECRET_KEY": "KIT_SECRET_KEY",
+        "REDIS_URL": "KIT_REDIS_SESSIONS_URL",
+    }
+
+    assert app_urls.app_env_aliases(aliases, kit) == {
+        "DATABASE_URL": "postgresql://w",
+        "DJANGO_SECRET_KEY": "k",
+    }
+
+
+def test_the_migration_sees_the_owner_under_every_name_of_the_write_url() -> None:
+    env = {"KIT_DATABASE_URL": "w", "DATABASE_URL": "w", "DATABASE_READ_URL": "r", "X": "1"}
+    aliases = {"DATABASE_URL": "KIT_DATABASE_URL", "DATABASE_READ_URL": "KIT_DATABASE_READ_URL"}
+
+    assert app_urls.app_env_override(env, aliases, "KIT_DATABASE_URL", "owner") == {
+        "KIT_DATABASE_URL": "owner",
+        "DATABASE_URL": "owner",
+        "DATABASE_READ_URL": "r",
+        "X": "1",
+    }

@@ -1,4 +1,5 @@
-"""The application's service URLs, built from what the redis and pgbouncer roles publish.
+"""The application's service URLs, built from what the redis and pgbouncer roles publish,
+its environment aliases and its health check's accepted statuses.
 
 User names and passwords are percent-encoded whole (`/`, `@`, `:` included: each would
 end a URL's user information early); an IPv6 host is bracketed.
@@ -6,9 +7,12 @@ end a URL's user information early); an IPv6 host is bracketed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
+
+from ansible.errors import AnsibleFilterError
 
 
 def service_url(
@@ -47,6 +51,44 @@ def app_database_urls(pgbouncer: Mapping[str, Any], passwords: Mapping[str, str]
     }  # fmt: skip
 
 
+STATUS = re.compile(r"^(?P<low>[1-5][0-9][0-9])(?:-(?P<high>[1-5][0-9][0-9]))?$")
+
+
+def app_status_codes(spec: str | int) -> list[int]:
+    """HAProxy's status list ("200", "200-399,401") as every code it accepts."""
+    codes: list[int] = []
+    for part in str(spec).replace(" ", "").split(","):
+        match = STATUS.match(part)
+        low = int(match["low"]) if match else 0
+        high = int(match["high"] or low) if match else 0
+        if not match or high < low:
+            raise AnsibleFilterError(
+                f"app_health_status: '{spec}' is not a list of HTTP status codes and ranges "
+                "such as 200 or 200-399,401"
+            )
+        codes.extend(range(low, high + 1))
+    return sorted(set(codes))
+
+
+def app_env_aliases(aliases: Mapping[str, str], kit: Mapping[str, str]) -> dict[str, str]:
+    """{NAME: value of the KIT_* name it stands for}, for the names the kit has a value of."""
+    return {name: kit[source] for name, source in sorted(aliases.items()) if source in kit}
+
+
+def app_env_override(
+    env: Mapping[str, str], aliases: Mapping[str, str], name: str, value: str
+) -> dict[str, str]:
+    """The environment with `name` and every alias of it set to `value`."""
+    names = {name, *(alias for alias, source in aliases.items() if source == name)}
+    return {**env, **dict.fromkeys(sorted(names), value)}
+
+
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
-        return {"app_redis_urls": app_redis_urls, "app_database_urls": app_database_urls}
+        return {
+            "app_redis_urls": app_redis_urls,
+            "app_database_urls": app_database_urls,
+            "app_status_codes": app_status_codes,
+            "app_env_aliases": app_env_aliases,
+            "app_env_override": app_env_override,
+        }

@@ -63,8 +63,9 @@ def haproxy_lb_servers(
 
 def haproxy_stat(show_stat: str, backend: str, names: Sequence[str]) -> list[dict[str, Any]]:
     """The named servers of `backend` in the output of the runtime API's `show stat`: name,
-    status (UP, DOWN, DRAIN, MAINT, ...), and requests in flight (current sessions plus
-    queued). A named server missing from the output is reported with status MISSING."""
+    status (UP, DOWN, DRAIN, MAINT, ...), requests in flight (current sessions plus queued)
+    and served so far (total sessions). A named server missing from the output is reported
+    with status MISSING."""
     rows = {
         row["svname"]: row
         for row in csv.DictReader(io.StringIO(show_stat.lstrip("# ")))
@@ -74,10 +75,13 @@ def haproxy_stat(show_stat: str, backend: str, names: Sequence[str]) -> list[dic
     for name in names:
         row = rows.get(name)
         if row is None:
-            out.append({"name": name, "status": "MISSING", "inflight": 0})
+            out.append({"name": name, "status": "MISSING", "inflight": 0, "served": 0})
             continue
         inflight = int(row.get("scur") or 0) + int(row.get("qcur") or 0)
-        out.append({"name": name, "status": row.get("status", ""), "inflight": inflight})
+        served = int(row.get("stot") or 0)
+        out.append(
+            {"name": name, "status": row.get("status", ""), "inflight": inflight, "served": served}
+        )
     return out
 
 

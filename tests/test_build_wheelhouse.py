@@ -12,13 +12,11 @@ builder = load_plugin("roles/app/files/build_wheelhouse.py")
 
 def test_nothing_to_install_is_refused_before_any_download(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="app_source_dir is empty and app_extra_packages"):
-        builder.main(
-            ["--wheelhouse", str(tmp_path), "--python-version", "3.13", "--platform", "x"]
-        )
+        builder.main(["--wheelhouse", str(tmp_path), "--python-version", "3.13", "--platform", "x"])
 
 
 def test_a_source_without_a_project_is_named(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="app_source_dir: .* has no pyproject.toml"):
+    with pytest.raises(SystemExit, match=r"app_source_dir: .* has no pyproject\.toml"):
         builder.main(
             ["--source", str(tmp_path), "--wheelhouse", str(tmp_path / "w"),
              "--python-version", "3.13", "--platform", "x"]

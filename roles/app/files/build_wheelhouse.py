@@ -3,10 +3,11 @@
 
 The application is built into a wheel; its dependencies (and any extra distributions) are
 resolved by uv for the hosts' Python and platform, which need not be the controller's, and
-downloaded by pip as binary wheels for them. Prints a JSON manifest: the release id (a digest of every file's content, so
-the same inputs give the same release), the files, in install order, and the bundle: one
-uncompressed tar of those files (wheels are compressed already), byte for byte the same for
-the same release, so a host gets a release in one copy and a later run copies nothing.
+downloaded by pip as binary wheels for them. Prints a JSON manifest: the release id (a
+digest of every file's content, so the same inputs give the same release), the files, in
+install order, and the bundle: one uncompressed tar of those files (wheels are compressed
+already), byte for byte the same for the same release, so a host gets a release in one
+copy and a later run copies nothing.
 """
 
 from __future__ import annotations

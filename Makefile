@@ -31,6 +31,9 @@ STAMP    := $(VENV)/.installed
 # The example application's own environment (its dependencies, not the kit's tools).
 APP_VENV  := .cache/app-venv
 APP_STAMP := $(APP_VENV)/.installed
+# The Django example's own environment (examples/django).
+DJANGO_VENV  := .cache/django-venv
+DJANGO_STAMP := $(DJANGO_VENV)/.installed
 # The reaper package's own environment (gunicorn for its integration tests).
 REAPER_VENV  := .cache/reaper-venv
 REAPER_STAMP := $(REAPER_VENV)/.installed
@@ -91,10 +94,19 @@ $(REAPER_STAMP): reaper/pyproject.toml
 	$(REAPER_VENV)/bin/pip install --quiet -e 'reaper[test]' mypy
 	touch $@
 
-unit: setup $(APP_STAMP) $(REAPER_STAMP) ## Unit tests: the kit (inventory, templates, specs, pre-flight), the app, the reaper
+$(DJANGO_STAMP): examples/django/pyproject.toml
+	@scripts/python-venv.sh $(PYTHON)
+	$(PYTHON) -m venv $(DJANGO_VENV)
+	$(DJANGO_VENV)/bin/pip install --quiet --upgrade pip
+	$(DJANGO_VENV)/bin/pip install --quiet -e 'examples/django[test]'
+	touch $@
+
+unit: setup $(APP_STAMP) $(REAPER_STAMP) $(DJANGO_STAMP) ## Unit tests: the kit (inventory, templates, specs, pre-flight), the app, the reaper, the Django example
 	pytest tests
 	cd app_skeleton && ../$(APP_VENV)/bin/mypy src tests && ../$(APP_VENV)/bin/pytest
 	cd reaper && ../$(REAPER_VENV)/bin/mypy src tests && ../$(REAPER_VENV)/bin/pytest
+	cd examples/django && DJANGO_SECRET_KEY=typecheck DATABASE_URL=sqlite://:memory: \
+		../../$(DJANGO_VENV)/bin/mypy src tests && ../../$(DJANGO_VENV)/bin/pytest
 
 molecule-stack: setup image ## Molecule: the full topology (converge, idempotence, verify); DIST=bookworm on Debian 12
 	molecule --base-config $(CURDIR)/.config/molecule/config.yml test -s default

@@ -100,3 +100,12 @@ def clients_running(client: Callable[[], None], count: int, stop: threading.Even
         stop.set()
         for thread in threads:
             thread.join(timeout=join_timeout)
+
+
+# Modules that deploy other applications over the converged stack's: run after every other
+# check, which expects the kit's example application.
+LAST_MODULES = ("test_your_app.py",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name in LAST_MODULES)

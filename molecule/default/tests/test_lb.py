@@ -338,3 +338,17 @@ def test_broken_value_fails_the_play_and_leaves_the_running_config(lb) -> None:
     assert lb.check_output(f"sha256sum {CONFIG}") == checksum
     assert lb.check_output("systemctl show --value -p MainPID haproxy") == master
     assert fetch("/healthz")[0] == 200
+
+
+def test_a_cookie_set_over_https_is_secure_and_over_http_left_as_the_app_set_it(
+    lb: testinfra.host.Host,
+) -> None:
+    """The example application sets its session cookie without Secure; the lb adds it on
+    HTTPS only, so a browser never sends the session back over plain HTTP."""
+
+    def set_cookie(url: str) -> str:
+        headers = lb.check_output(f"curl -sk -D - -o /dev/null {url}").lower()
+        return next(line for line in headers.splitlines() if line.startswith("set-cookie:"))
+
+    assert "; secure" in set_cookie("https://127.0.0.1/session")
+    assert "secure" not in set_cookie("http://127.0.0.1/session")

@@ -117,3 +117,40 @@ def test_open_file_limit_follows_maxconn(host) -> None:
     assert limit == min(4000 * 2 + 1000, ceiling)
     master = host.check_output("systemctl show --value -p MainPID haproxy")
     assert f"{limit}" in host.check_output(f"grep 'Max open files' /proc/{master}/limits")
+
+
+def outside_address(host) -> str:
+    """The container's own address: a source outside haproxy_private_networks here."""
+    return host.check_output("hostname -I").split()[0]
+
+
+def test_private_paths_answer_the_operators_networks_only(host) -> None:
+    outside = outside_address(host)
+    assert get(host, "http://127.0.0.1/whoami")[0] == 200
+    status, body = get(host, f"http://{outside}/whoami")
+    assert status == 404
+    assert "backend" not in body
+    assert get(host, f"http://{outside}/healthz")[0] == 200
+
+
+def test_a_source_past_its_limits_is_answered_429_and_the_operators_never(host) -> None:
+    outside = outside_address(host)
+    # Five idle connections held open from the outside address (the limit): the sixth
+    # connection's request is refused while they stay open.
+    holder = host.run(
+        f"python3 -c \"import socket, time; s = [socket.create_connection(('{outside}', 80))"
+        ' for _ in range(5)]; time.sleep(4)" >/dev/null 2>&1 & sleep 1;'
+        f" curl -s -D - -o /dev/null http://{outside}/healthz"
+    )
+    assert " 429 " in holder.stdout.splitlines()[0], holder.stdout
+    assert "retry-after: 10" in holder.stdout.lower()
+    time.sleep(4)
+    assert get(host, f"http://{outside}/healthz")[0] == 200
+    # Past 20 requests in 10 s from the outside address: 429; the loopback is never counted.
+    statuses = [get(host, f"http://{outside}/healthz")[0] for _ in range(25)]
+    assert 429 in statuses, statuses
+    # HAProxy's rates weigh in the previous period too: the limit is reached near 20.
+    assert statuses[:8] == [200] * 8, statuses
+    assert [get(host, "http://127.0.0.1/healthz")[0] for _ in range(25)] == [200] * 25
+    log = host.check_output("journalctl -u haproxy --no-pager -n 50")
+    assert " 429 " in log

@@ -4,9 +4,10 @@ The commands are read from README.md, so a step the README changes is the step t
 `make env`, the vault password file, `ansible-vault encrypt`, and a `site.yml` run that
 reads the encrypted vault through `--vault-password-file`. Only what the README asks the
 operator to edit is edited (hosts.yml, how Ansible logs in, firewall_ssh_networks, the
-secrets); the hosts are the stack's containers, reached with `docker exec` instead of SSH.
-The run converges the `common` layer, which this environment and the local one configure
-alike, so it must change nothing on the converged stack.
+secrets), and the daily upgrades are off, as in the local environment; the hosts are the
+stack's containers, reached with `docker exec` instead of SSH. The run converges the
+`common` layer, which this environment and the local one configure alike, so it must change
+nothing on the converged stack.
 """
 
 from __future__ import annotations
@@ -137,6 +138,11 @@ def followed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obj
         edit(kit, "ansible_become: true", "ansible_become: false")
         gateway = host_vars(sorted(INVENTORY.get_hosts("all"))[0])["local_stack_gateway"]
         edit(kit, "firewall_ssh_networks: []", f'firewall_ssh_networks: ["{gateway}/32"]')
+        # The stack's containers are rebuilt, never upgraded in place: the local environment
+        # turns Debian's daily upgrades off (the common scenario tests them), and so does this
+        # one, or its run would install them on every host.
+        edit(inventory / "group_vars" / "all" / "roles.yml",
+             "# common_unattended_upgrades: true", "common_unattended_upgrades: false")  # fmt: skip
 
         # 3. Converge one layer, the vault read through the password file.
         results["converge"] = shell(printed(SITE_ONE_LAYER), home)

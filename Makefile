@@ -109,6 +109,7 @@ unit: setup $(APP_STAMP) $(REAPER_STAMP) $(DJANGO_STAMP) ## Unit tests: the kit 
 		../../$(DJANGO_VENV)/bin/mypy src tests && ../../$(DJANGO_VENV)/bin/pytest
 
 molecule-stack: setup image ## Molecule: the full topology (converge, idempotence, verify); DIST=bookworm on Debian 12
+	@scripts/apt-command.sh testssl testssl.sh
 	molecule --base-config $(CURDIR)/.config/molecule/config.yml test -s default
 
 molecule-roles: setup image ## Molecule: each role's own scenario (ROLES="roles/app/ roles/redis/" for some)

@@ -207,3 +207,26 @@ def test_the_example_inventories_ship_a_network_the_pre_flight_refuses(tmp_path:
 def test_real_networks_in_the_ssh_allow_list_pass(networks: list[str], tmp_path: Path) -> None:
     result = staging_with(networks, tmp_path, playbook="preflight.yml")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variables", "refused"),
+    [({"haproxy_tls_certificate": ""}, True),
+     ({"haproxy_tls_certificate": "", "haproxy_http_only": True}, False),
+     ({}, False)],
+)  # fmt: skip
+def test_an_lb_serving_plain_http_only_is_refused_outside_local_unless_intended(
+    variables: dict[str, object], refused: bool, tmp_path: Path
+) -> None:
+    """The example inventories' lbs have a certificate; without one, haproxy_http_only must
+    say plain HTTP is intended."""
+    secrets = real_secrets("staging", ["10.8.0.0/24"]) | variables
+    inventory, opener = encrypted_copy(ROOT / "inventories" / "staging", tmp_path)
+    result = run_ansible(
+        "ansible-playbook", "ansible/preflight.yml", "-i", str(inventory), *opener,
+        "-e", json.dumps(secrets),
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert (result.returncode != 0) == refused, output
+    message = "haproxy_tls_certificate is empty for stg-lb-1 in environment 'staging'"
+    assert (message in output) == refused, output

@@ -111,6 +111,25 @@ def test_https_serves_with_the_configured_certificate(host) -> None:
     assert body.startswith("backend ")
 
 
+def test_https_answers_carry_hsts_and_security_headers_and_no_banner(host) -> None:
+    headers = host.check_output("curl -sk -D - -o /dev/null https://127.0.0.1/whoami").lower()
+    assert "strict-transport-security: max-age=63072000\r\n" in headers
+    assert "x-content-type-options: nosniff" in headers
+    assert "x-frame-options: sameorigin" in headers
+    # python's http.server names itself, as gunicorn does: the lb removes it.
+    assert "\nserver:" not in headers
+    plain = host.check_output("curl -s -D - -o /dev/null http://127.0.0.1/whoami").lower()
+    assert "strict-transport-security" not in plain
+
+
+def test_acme_challenges_over_http_reach_certbot_only(host) -> None:
+    path = "/.well-known/acme-challenge/molecule-token"
+    assert get(host, f"http://127.0.0.1{path}") == (200, "molecule-token.key-authorization\n")
+    # Over HTTPS, and for any other path, the application answers, never certbot.
+    assert get(host, f"https://127.0.0.1{path}", "-k")[0] == 404
+    assert get(host, "http://127.0.0.1/.well-known/other")[0] == 404
+
+
 def test_open_file_limit_follows_maxconn(host) -> None:
     ceiling = int(host.check_output("awk '/^Max open files/ {print $5}' /proc/1/limits"))
     limit = int(host.check_output("systemctl show --value -p LimitNOFILE haproxy"))

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -57,16 +56,18 @@ def pip(*args: str) -> str:
 
 
 def build_wheel(source: Path, wheelhouse: Path) -> Path:
-    build_dir = wheelhouse / "build"
-    shutil.rmtree(build_dir, ignore_errors=True)
-    pip("wheel", "--no-deps", "--wheel-dir", str(build_dir), str(source))
-    wheels = sorted(build_dir.glob("*.whl"))
-    if len(wheels) != 1:
-        raise SystemExit(f"expected one wheel from {source}, found {[w.name for w in wheels]}")
-    target = wheelhouse / "files" / wheels[0].name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(wheels[0]), target)
-    shutil.rmtree(build_dir)
+    """The project's wheel, built in a directory of this run's own (two runs sharing the
+    wheelhouse, a Molecule scenario and `make converge`, never see each other's builds), then
+    renamed into files/."""
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="build-", dir=wheelhouse) as build_dir:
+        pip("wheel", "--no-deps", "--wheel-dir", build_dir, str(source))
+        wheels = sorted(Path(build_dir).glob("*.whl"))
+        if len(wheels) != 1:
+            raise SystemExit(f"expected one wheel from {source}, found {[w.name for w in wheels]}")
+        target = wheelhouse / "files" / wheels[0].name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(wheels[0], target)
     return target
 
 

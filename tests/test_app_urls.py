@@ -33,6 +33,15 @@ def test_a_password_with_url_delimiters_survives_the_round_trip() -> None:
     assert (parts.username, unquote(parts.password or "")) == ("app", AWKWARD)
 
 
+def test_a_user_gets_urls_only_for_the_instances_it_exists_on() -> None:
+    endpoints = {
+        "sessions": {"host": "10.0.0.4", "port": 6379, "users": ["app"]},
+        "queues": {"host": "10.0.0.4", "port": 6380, "users": ["app", "worker"]},
+    }
+    assert sorted(app_urls.app_redis_urls(endpoints, "app", "pw")) == ["queues", "sessions"]
+    assert sorted(app_urls.app_redis_urls(endpoints, "worker", "pw")) == ["queues"]
+
+
 def test_database_urls_name_each_user_and_database() -> None:
     urls = app_urls.app_database_urls(PGBOUNCER, {"app": "a", "readonly": AWKWARD, "owner": "o"})
 

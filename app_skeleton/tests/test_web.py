@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import fakeredis
 import pytest
@@ -17,11 +18,13 @@ def settings(**overrides: object) -> Settings:
         "secret_key": "test-secret",
         "redis_sessions_url": "",
         "redis_queues_url": "",
+        "redis_cache_url": "",
         "database_url": "",
         "database_read_url": "",
         "instance": "8002",
         "test_endpoints": False,
         "cache_ttl": 60,
+        "queues_high_water": 0.9,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -32,11 +35,24 @@ def server() -> fakeredis.FakeServer:
     return fakeredis.FakeServer()
 
 
+class Queues(fakeredis.FakeRedis):
+    """The queues instance, its memory use as INFO reports it (fakeredis reports none)."""
+
+    used_memory = 1_000_000
+    maxmemory = 10_000_000
+
+    def info(self, section: str | None = None, *args: object, **kwargs: object) -> dict[str, Any]:
+        if section == "memory":
+            return {"used_memory": self.used_memory, "maxmemory": self.maxmemory}
+        return dict(super().info(section, *args, **kwargs))  # type: ignore[arg-type]
+
+
 def make_app(server: fakeredis.FakeServer, **overrides: object) -> Flask:
     return create_app(
         settings(**overrides),
         sessions=fakeredis.FakeRedis(server=server),
-        queues=fakeredis.FakeRedis(server=server),
+        queues=Queues(server=server),
+        cache=fakeredis.FakeRedis(server=server),
     )
 
 
@@ -106,19 +122,42 @@ def test_enqueued_job_is_waiting_in_its_queue(
     assert fakeredis.FakeRedis(server=server).lrange("rq:queue:high", 0, -1) == [job_id.encode()]
 
 
+@pytest.mark.parametrize(("used", "limit", "status"),
+                         [(8_900_000, 10_000_000, 202), (9_000_000, 10_000_000, 503),
+                          (9_000_000, 0, 202)])  # fmt: skip
+def test_a_nearly_full_queues_instance_refuses_new_jobs_cleanly(
+    server: fakeredis.FakeServer, used: int, limit: int, status: int
+) -> None:
+    """At 90 % of maxmemory (no maxmemory: never) a job is refused with 503 and Retry-After,
+    and nothing is written."""
+    queues = Queues(server=server)
+    queues.used_memory, queues.maxmemory = used, limit
+    client = create_app(settings(), queues=queues).test_client()
+    response = client.post("/jobs?queue=high")
+    assert response.status_code == status
+    if status == 503:
+        assert response.headers["Retry-After"] == "30"
+        assert "nearly full" in response.get_json()["error"]
+        assert fakeredis.FakeRedis(server=server).keys("rq:*") == []
+
+
 def test_unknown_queue_is_refused(client: FlaskClient) -> None:
     assert client.post("/jobs?queue=urgent").status_code == 400
 
 
 def test_readyz_reports_each_dependency(client: FlaskClient) -> None:
     body = client.get("/readyz").get_json()
-    assert body == {"ready": True, "checks": {"redis_sessions": "ok", "redis_queues": "ok"}}
+    assert body == {
+        "ready": True,
+        "checks": {"redis_sessions": "ok", "redis_cache": "ok", "redis_queues": "ok"},
+    }
 
 
 def test_unconfigured_dependencies_answer_503_not_500() -> None:
     client = create_app(settings()).test_client()
     assert client.get("/session").status_code == 503
     assert client.post("/jobs").status_code == 503
+    assert client.get("/cache/fibonacci/3").status_code == 503
     assert client.get("/items").status_code == 503
 
 

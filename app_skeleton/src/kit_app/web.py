@@ -46,10 +46,12 @@ def create_app(
     settings: Settings | None = None,
     sessions: Redis | None = None,
     queues: Redis | None = None,
+    cache: Redis | None = None,
 ) -> Flask:
     settings = settings or Settings.from_environ()
     sessions = sessions if sessions is not None else _redis(settings.redis_sessions_url)
     queues = queues if queues is not None else _redis(settings.redis_queues_url)
+    cache = cache if cache is not None else _redis(settings.redis_cache_url)
     log = configure_logging()
     hostname = socket.gethostname()
 
@@ -84,7 +86,8 @@ def create_app(
     def readyz() -> tuple[Response, int]:
         """Readiness: every configured dependency answers."""
         checks: dict[str, str] = {}
-        for name, client in (("redis_sessions", sessions), ("redis_queues", queues)):
+        redis = (("redis_sessions", sessions), ("redis_cache", cache), ("redis_queues", queues))
+        for name, client in redis:
             if client is not None:
                 try:
                     client.ping()
@@ -121,7 +124,7 @@ def create_app(
     @app.get("/cache/fibonacci/<int:n>")
     def cached_fibonacci(n: int) -> Response:
         """An expensive result computed once, then served from Redis until it expires."""
-        client = need(sessions, "the sessions Redis")
+        client = need(cache, "the cache Redis")
         if n > 10000:
             abort(400, description="n must be at most 10000")
         key = f"kit:cache:fibonacci:{n}"
@@ -132,6 +135,14 @@ def create_app(
         client.set(key, value, ex=settings.cache_ttl)
         return jsonify(n=n, value=value, cached=False)
 
+    def queues_nearly_full(client: Redis) -> bool:
+        """The queues instance holds settings.queues_high_water of its maxmemory: a job
+        refused here is refused cleanly, where at the bound (noeviction) every write fails,
+        the workers' own bookkeeping included."""
+        memory: dict[str, Any] = client.info("memory")  # type: ignore[assignment]
+        limit = int(memory.get("maxmemory", 0))
+        return limit > 0 and int(memory["used_memory"]) >= settings.queues_high_water * limit
+
     @app.post("/jobs")
     def enqueue() -> tuple[Response, int]:
         """Enqueue the sample job; RQ retries it up to 3 times before it is failed."""
@@ -140,6 +151,11 @@ def create_app(
         if queue_name not in QUEUES:
             abort(400, description=f"queue must be one of {', '.join(QUEUES)}")
         seconds = float(request.args.get("seconds", "0"))
+        if queues_nearly_full(client):
+            log.warning("job refused: the queues are nearly full", extra={"queue": queue_name})
+            response = jsonify(error="the job queues are nearly full; try again later")
+            response.headers["Retry-After"] = "30"
+            return response, 503
         job = Queue(queue_name, connection=client).enqueue(
             report,
             request.args.get("label", ""),

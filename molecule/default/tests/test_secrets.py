@@ -21,7 +21,10 @@ def test_check_diff_shows_changes_and_no_secret() -> None:
         "app_environment": {"KIT_CHECK_DIFF": "1"},
         "haproxy_retries": 2,
         "redis_tcp_keepalive": 301,
-        "redis_app_denied_commands": [*redis_defaults["redis_app_denied_commands"], "lastsave"],
+        "redis_app_acl": {
+            **redis_defaults["redis_app_acl"],
+            "cache": redis_defaults["redis_app_acl"]["cache"] + " -lastsave",
+        },
     }
     result = run_playbook("site.yml", "--check", "--diff", "-e", json.dumps(changes))
     output = result.stdout + result.stderr

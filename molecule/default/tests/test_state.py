@@ -1,10 +1,12 @@
-"""State outside the processes: sessions and the cache in Redis, jobs through RQ workers."""
+"""State outside the processes: sessions and the cache in Redis, jobs through RQ workers, each
+client with only the Redis rights it uses."""
 
 from __future__ import annotations
 
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -15,7 +17,7 @@ LB_URL = str(host_vars(INVENTORY.get_hosts("lb")[0])["local_stack_lb_url"])
 APP_NODES = sorted(INVENTORY.get_hosts("app"))
 REDIS = INVENTORY.get_hosts("redis")[0]
 WORKERS = INVENTORY.get_hosts("workers")[0]
-SESSIONS, QUEUES = 6379, 6380
+SESSIONS, CACHE, QUEUES = 6379, 6381, 6380
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +30,15 @@ def workers() -> testinfra.host.Host:
     return get_host(WORKERS)
 
 
+def env_file(host: str) -> dict[str, str]:
+    """The application's environment file on a host, as the app role rendered it."""
+    env = get_host(host).check_output("cat /etc/kit-app/env")
+    return dict(line.split("=", 1) for line in env.splitlines() if "=" in line)
+
+
 def app_env(name: str) -> str:
-    """A value of the application's environment file, as the app role rendered it."""
-    env = get_host(APP_NODES[0]).check_output("cat /etc/kit-app/env")
-    return next(line.split("=", 1)[1] for line in env.splitlines() if line.startswith(name + "="))
+    """A value of the web tier's environment."""
+    return env_file(APP_NODES[0])[name]
 
 
 def admin(redis_host, port: int, command: str) -> str:
@@ -121,34 +128,98 @@ def test_a_stopped_worker_finishes_the_job_in_hand(workers) -> None:
         workers.check_output("systemctl start rq-worker.target")
 
 
-def test_sessions_evict_under_memory_pressure_while_queues_refuse_writes(redis_host) -> None:
-    url = {SESSIONS: app_env("KIT_REDIS_SESSIONS_URL"), QUEUES: app_env("KIT_REDIS_QUEUES_URL")}
-    outcome = {}
-    for port in (SESSIONS, QUEUES):
-        limit = admin(redis_host, port, "CONFIG GET maxmemory").splitlines()[1]
-        evicted_before = stat(redis_host, port, "evicted_keys")
-        admin(redis_host, port, "CONFIG SET maxmemory 4mb")
-        try:
-            # 3,000 writes of 4 KiB (12 MiB), each its own command, as the application.
-            out = redis_host.check_output(
-                f"seq 1 3000 | sed 's/.*/SET kit:pressure:& {'x' * 4096}/' "
-                f"| redis-cli --no-auth-warning -u '{url[port]}' 2>&1 | sort | uniq -c"
-            )
-            outcome[port] = (out, stat(redis_host, port, "evicted_keys") - evicted_before)
-        finally:
-            admin(redis_host, port, f"CONFIG SET maxmemory {limit}")
-            admin(
-                redis_host,
-                port,
-                "EVAL \"for _, k in ipairs(redis.call('KEYS', "
-                "'kit:pressure:*')) do redis.call('DEL', k) end\" 0",
-            )
-    sessions_out, sessions_evicted = outcome[SESSIONS]
-    queues_out, queues_evicted = outcome[QUEUES]
-    assert "OOM" not in sessions_out
-    assert sessions_evicted > 0
-    assert "OOM command not allowed" in queues_out
-    assert queues_evicted == 0
+def fill(redis_host, port: int, url: str, prefix: str) -> tuple[str, int]:
+    """12 MiB written to an instance cut to 4 MiB, as the application writes (3,000 commands
+    of 4 KiB): what the server answered, and how many keys it evicted. The instance gets its
+    bound back and loses the keys written, whatever happens."""
+    limit = admin(redis_host, port, "CONFIG GET maxmemory").splitlines()[1]
+    evicted_before = stat(redis_host, port, "evicted_keys")
+    admin(redis_host, port, "CONFIG SET maxmemory 4mb")
+    try:
+        out = redis_host.check_output(
+            f"seq 1 3000 | sed 's/.*/SET {prefix}& {'x' * 4096}/' "
+            f"| redis-cli --no-auth-warning -u '{url}' 2>&1 | sort | uniq -c"
+        )
+        return out, stat(redis_host, port, "evicted_keys") - evicted_before
+    finally:
+        admin(redis_host, port, f"CONFIG SET maxmemory {limit}")
+        admin(
+            redis_host,
+            port,
+            f"EVAL \"for _, k in ipairs(redis.call('KEYS', '{prefix}*')) do "
+            "redis.call('DEL', k) end\" 0",
+        )
+
+
+def test_cache_pressure_evicts_cache_keys_and_never_logs_a_user_out(redis_host) -> None:
+    client = requests.Session()
+    assert client.get(f"{LB_URL}/session", timeout=10).json()["count"] == 1
+    cache_out, cache_evicted = fill(redis_host, CACHE, app_env("KIT_REDIS_CACHE_URL"), "kit:fill:")
+    assert "OOM" not in cache_out
+    assert cache_evicted > 0
+    # The session lives on its own instance: the cache's pressure never reached it.
+    assert client.get(f"{LB_URL}/session", timeout=10).json()["count"] == 2
+
+
+def test_a_full_queues_instance_refuses_writes_and_evicts_nothing(redis_host) -> None:
+    out, evicted = fill(redis_host, QUEUES, app_env("KIT_REDIS_QUEUES_URL"), "rq:fill:")
+    assert "OOM command not allowed" in out
+    assert evicted == 0
+
+
+def test_a_nearly_full_queues_instance_refuses_new_jobs_cleanly(redis_host) -> None:
+    """Past 90 % of maxmemory the app answers 503 with Retry-After, before noeviction
+    fails every write (the workers' own included)."""
+    limit = admin(redis_host, QUEUES, "CONFIG GET maxmemory").splitlines()[1]
+    used = int(
+        next(line for line in admin(redis_host, QUEUES, "INFO memory").splitlines()
+             if line.startswith("used_memory:")).split(":")[1]
+    )  # fmt: skip
+    admin(redis_host, QUEUES, f"CONFIG SET maxmemory {int(used / 0.95)}")
+    try:
+        refused = requests.post(f"{LB_URL}/jobs", params={"label": "full"}, timeout=10)
+    finally:
+        admin(redis_host, QUEUES, f"CONFIG SET maxmemory {limit}")
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["Retry-After"] == "30"
+    assert "nearly full" in refused.json()["error"]
+    accepted = requests.post(f"{LB_URL}/jobs", params={"label": "room"}, timeout=10)
+    assert accepted.status_code == 202
+    assert wait_for_job(accepted.json()["id"])["status"] == "finished"
+
+
+def test_the_workers_have_their_own_redis_user_and_no_sessions() -> None:
+    web, worker = env_file(APP_NODES[0]), env_file(WORKERS)
+    assert {"KIT_REDIS_SESSIONS_URL", "KIT_REDIS_CACHE_URL"} <= set(web)
+    assert "KIT_REDIS_SESSIONS_URL" not in worker
+    assert "KIT_REDIS_CACHE_URL" not in worker
+    assert urlsplit(web["KIT_REDIS_QUEUES_URL"]).username == "app"
+    assert urlsplit(worker["KIT_REDIS_QUEUES_URL"]).username == "worker"
+
+
+def test_a_worker_password_opens_no_session(redis_host) -> None:
+    """A worker host's credentials, tried on the sessions instance: refused."""
+    queues = urlsplit(env_file(WORKERS)["KIT_REDIS_QUEUES_URL"])
+    url = queues._replace(netloc=f"{queues.netloc.rsplit(':', 1)[0]}:{SESSIONS}").geturl()
+    out = redis_host.run(f"redis-cli --no-auth-warning -u '{url}' GET kit:session:x")
+    assert "WRONGPASS" in out.stdout + out.stderr or "NOAUTH" in out.stdout, out
+
+
+def test_everything_the_app_and_workers_do_is_within_their_acl(redis_host, workers) -> None:
+    """With the ACL log emptied: a session, the cache, a job enqueued through the lb and run
+    by a worker that has just started (registration, scheduler, pub/sub) and its result read
+    back. Redis logs every command its ACL refused: none."""
+    for port in (SESSIONS, CACHE, QUEUES):
+        admin(redis_host, port, "ACL LOG RESET")
+    workers.check_output("systemctl restart rq-worker.target 'rq-worker@*.service'")
+    client = requests.Session()
+    assert client.get(f"{LB_URL}/session", timeout=10).status_code == 200
+    assert client.get(f"{LB_URL}/cache/fibonacci/321", timeout=10).status_code == 200
+    job = requests.post(f"{LB_URL}/jobs", params={"label": "acl", "seconds": "1"}, timeout=10)
+    assert wait_for_job(job.json()["id"])["status"] == "finished"
+    time.sleep(2)  # the workers' heartbeats and the scheduler's lock after the job
+    denied = {port: admin(redis_host, port, "ACL LOG") for port in (SESSIONS, CACHE, QUEUES)}
+    assert denied == {SESSIONS: "", CACHE: "", QUEUES: ""}
 
 
 def test_the_app_user_cannot_flush_or_reconfigure_redis(redis_host) -> None:

@@ -28,10 +28,12 @@ def service_url(
 def app_redis_urls(
     endpoints: Mapping[str, Mapping[str, Any]], user: str, password: str
 ) -> dict[str, str]:
-    """One URL per Redis instance the redis role published (`redis_endpoints`), database 0."""
+    """One URL per Redis instance the redis role published (`redis_endpoints`), database 0,
+    for the instances where `user` exists (all of them when the endpoints name no users)."""
     return {
         name: service_url("redis", user, password, str(ep["host"]), ep["port"], "0")
         for name, ep in endpoints.items()
+        if user in ep.get("users", [user])
     }
 
 

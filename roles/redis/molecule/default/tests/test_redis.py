@@ -1,4 +1,4 @@
-"""The redis role alone: a sessions and a queues instance, their users and policies. The
+"""The redis role alone: the sessions, cache and queues instances, their users and policies. The
 scenario runs Valkey where Debian carries it (Debian 13) and Redis elsewhere (molecule.yml);
 the full topology runs Redis."""
 
@@ -8,8 +8,10 @@ import time
 
 import pytest
 
-SESSIONS, QUEUES = 6379, 6380
+SESSIONS, CACHE, QUEUES = 6379, 6381, 6380
+NAMES = {SESSIONS: "sessions", CACHE: "cache", QUEUES: "queues"}
 APP = ("app", "molecule-app")
+WORKER = ("worker", "molecule-worker")
 ADMIN = ("admin", "molecule-admin")
 
 
@@ -43,9 +45,9 @@ def info(host, port: int, field: str) -> str:
     raise AssertionError(f"INFO has no {field}")
 
 
-@pytest.mark.parametrize("port", [SESSIONS, QUEUES])
+@pytest.mark.parametrize("port", [SESSIONS, CACHE, QUEUES])
 def test_each_instance_runs_from_its_own_unit_and_answers(host, server: str, port: int) -> None:
-    name = "sessions" if port == SESSIONS else "queues"
+    name = NAMES[port]
     assert host.service(f"{server}-server@{name}").is_running
     assert host.service(f"{server}-server@{name}").is_enabled
     assert cli(host, port, "PING") == "PONG"
@@ -58,15 +60,20 @@ def test_the_package_default_instance_is_off(host, server: str) -> None:
     assert not host.service(f"{server}-server").is_enabled
 
 
-def test_policies_differ_between_sessions_and_queues(host) -> None:
+def test_policies_differ_between_sessions_cache_and_queues(host) -> None:
     def config(port: int, key: str) -> str:
-        return cli(host, port, "CONFIG", "GET", key, user=ADMIN).splitlines()[1]
+        """The value CONFIG GET returns (its second line, absent when empty)."""
+        return [*cli(host, port, "CONFIG", "GET", key, user=ADMIN).splitlines(), ""][1]
 
-    assert config(SESSIONS, "maxmemory-policy") == "allkeys-lru"
+    # Sessions are never evicted for the cache's sake: they have an instance of their own.
+    assert config(SESSIONS, "maxmemory-policy") == "volatile-ttl"
+    assert config(SESSIONS, "appendonly") == "no"
+    assert config(SESSIONS, "save") != ""
+    assert config(CACHE, "maxmemory-policy") == "allkeys-lru"
+    assert config(CACHE, "save") == ""
     assert config(QUEUES, "maxmemory-policy") == "noeviction"
     assert config(QUEUES, "appendonly") == "yes"
     assert config(QUEUES, "appendfsync") == "everysec"
-    assert config(SESSIONS, "appendonly") == "no"
 
 
 def test_a_client_without_credentials_is_refused(host, server: str) -> None:
@@ -81,13 +88,37 @@ def test_the_app_user_cannot_run_dangerous_commands(host) -> None:
     assert cli(host, SESSIONS, "GET", "kit:probe") == "1"
 
 
+def test_the_web_and_worker_users_each_reach_only_what_they_use(host) -> None:
+    # The worker user does not exist on sessions or the cache.
+    for port in (SESSIONS, CACHE):
+        refused = host.run(
+            f"REDISCLI_AUTH={WORKER[1]} {server_of(host)}-cli --no-auth-warning"
+            f" --user {WORKER[0]} -p {port} SET k v"
+        )
+        assert "WRONGPASS" in refused.stdout + refused.stderr, refused
+        assert "NOAUTH" in refused.stdout, refused
+    # On the queues, both reach RQ's keys; only the worker block-waits for a job.
+    assert cli(host, QUEUES, "RPUSH", "rq:queue:probe", "job-1") == "1"
+    assert "NOPERM" in cli(host, QUEUES, "BLPOP", "rq:queue:probe", "1")
+    assert cli(host, QUEUES, "BLPOP", "rq:queue:probe", "1", user=WORKER).split() == [
+        "rq:queue:probe", "job-1"
+    ]  # fmt: skip
+    # Nothing outside RQ's keys, nothing dangerous, for either.
+    for user in (APP, WORKER):
+        assert "NOPERM" in cli(host, QUEUES, "SET", "kit:other", "1", user=user)
+        assert "NOPERM" in cli(host, QUEUES, "KEYS", "'rq:*'", user=user)
+        assert "NOPERM" in cli(host, QUEUES, "CONFIG", "GET", "maxmemory", user=user)
+    # The web tier keeps any key on the cache.
+    assert cli(host, CACHE, "SET", "anything:at:all", "1") == "OK"
+
+
 def test_queued_entries_survive_a_restart_of_the_queues_instance(host, server: str) -> None:
-    cli(host, QUEUES, "DEL", "kit:restart-probe", "kit:restart-tx")
+    cli(host, QUEUES, "DEL", "rq:restart-probe", "rq:restart-tx")
     for n in range(200):
-        cli(host, QUEUES, "RPUSH", "kit:restart-probe", str(n))
+        cli(host, QUEUES, "RPUSH", "rq:restart-probe", str(n))
     # Written in transactions, as RQ enqueues: replayed from the append-only file too.
     host.check_output(
-        "printf 'MULTI\\nRPUSH kit:restart-tx a\\nRPUSH kit:restart-tx b\\nEXEC\\n' "
+        "printf 'MULTI\\nRPUSH rq:restart-tx a\\nRPUSH rq:restart-tx b\\nEXEC\\n' "
         f"| REDISCLI_AUTH={APP[1]} {server}-cli --no-auth-warning --user {APP[0]} -p {QUEUES}"
     )
     host.check_output(f"systemctl restart {server}-server@queues.service")
@@ -95,6 +126,6 @@ def test_queued_entries_survive_a_restart_of_the_queues_instance(host, server: s
         if cli(host, QUEUES, "PING") == "PONG":
             break
         time.sleep(0.5)
-    assert cli(host, QUEUES, "LLEN", "kit:restart-probe") == "200"
-    assert cli(host, QUEUES, "LINDEX", "kit:restart-probe", "199") == "199"
-    assert cli(host, QUEUES, "LRANGE", "kit:restart-tx", "0", "-1").split() == ["a", "b"]
+    assert cli(host, QUEUES, "LLEN", "rq:restart-probe") == "200"
+    assert cli(host, QUEUES, "LINDEX", "rq:restart-probe", "199") == "199"
+    assert cli(host, QUEUES, "LRANGE", "rq:restart-tx", "0", "-1").split() == ["a", "b"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,87 @@ def test_file_that_is_not_a_scoreboard_is_reported_once(tmp_path: Path) -> None:
 
     assert [e["event"] for e in events] == ["bad_scoreboard"]
     assert "expected magic" in str(events[0]["error"])
+
+
+def scan_in_a_thread(reaper: Reaper, scans: int = 10) -> None:
+    """`scans` real scans, each bounded in time: an entry that blocks the reaper fails here
+    instead of hanging the tests."""
+
+    def scan_repeatedly() -> None:
+        for _ in range(scans):
+            reaper.scan()
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=scan_repeatedly, daemon=True)
+    thread.start()
+    thread.join(timeout=20)
+    assert not thread.is_alive(), "the reaper's scan blocked"
+
+
+def stuck_worker(directory: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    """A board of this process (the arbiter) on which `sleeper` is an hour into a request."""
+    board_claiming(
+        directory,
+        arbiter_pid=os.getpid(),
+        pid=sleeper.pid,
+        slot_start_ticks=start_ticks(sleeper.pid),
+    )
+
+
+ODD_ENTRIES: dict[str, Callable[[Path], object]] = {
+    "directory": Path.mkdir,
+    "fifo": os.mkfifo,
+    "symlink": lambda path: path.symlink_to("/dev/zero"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ODD_ENTRIES))
+def test_an_odd_entry_is_reported_once_and_the_other_boards_still_enforced(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes], kind: str
+) -> None:
+    ODD_ENTRIES[kind](tmp_path / f"odd.1{scoreboard.SUFFIX}")
+    stuck_worker(tmp_path, sleeper)
+    events: list[Event] = []
+    reaper = Reaper(reaper_config(tmp_path), emit=events.append)
+
+    scan_in_a_thread(reaper)
+    reaper.close()
+
+    bad = [e for e in events if e["event"] == "bad_scoreboard"]
+    assert [e["file"] for e in bad] == [str(tmp_path / f"odd.1{scoreboard.SUFFIX}")], events
+    wait_for("the stuck worker to be killed", lambda: not alive(sleeper.pid))
+
+
+def test_a_board_of_another_user_is_never_acted_on(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    stuck_worker(tmp_path, sleeper)
+    other = os.geteuid() + 1
+    events: list[Event] = []
+    reaper = Reaper(reaper_config(tmp_path), emit=events.append, owner=other)
+
+    scan_in_a_thread(reaper)
+    reaper.close()
+
+    assert alive(sleeper.pid)
+    assert len(events) == 1, events
+    assert f"expected uid {other}" in str(events[0]["error"])
+
+
+def test_a_directory_others_may_write_in_is_not_read_until_it_is_safe(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    stuck_worker(tmp_path, sleeper)
+    tmp_path.chmod(0o777)
+    events: list[Event] = []
+    reaper = Reaper(reaper_config(tmp_path), emit=events.append)
+
+    scan_in_a_thread(reaper)
+    assert alive(sleeper.pid)
+    assert [e["event"] for e in events] == ["unsafe_scoreboard_dir"]
+    assert "writable by others" in str(events[0]["error"])
+
+    tmp_path.chmod(0o755)
+    scan_in_a_thread(reaper)
+    reaper.close()
+    wait_for("the stuck worker to be killed", lambda: not alive(sleeper.pid))

@@ -20,8 +20,10 @@ once per request or worker, with "dry_run": true, and nothing is signalled.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -132,8 +134,12 @@ class Reaper:
         *,
         emit: Emit | None = None,
         metrics: Metrics | None = None,
+        owner: int | None = None,
     ) -> None:
         self.config = config
+        # The user whose scoreboards these are: the reaper runs as the application's user,
+        # which its gunicorn instances run as too.
+        self.owner = os.geteuid() if owner is None else owner
         self.emit = emit if emit is not None else json_emitter()
         self.metrics = metrics if metrics is not None else Metrics()
         self.deadlines = config.deadline.deadlines()
@@ -184,18 +190,23 @@ class Reaper:
         live: set[WorkerKey] = set()
         series: set[tuple[str, int]] = set()
         for board in self._scoreboards():
-            workers = self._workers(board)
-            if workers is None:
-                continue
-            instance = board.header.instance
-            instances.add(instance)
-            live.update(w.key for w in workers)
-            series.update((instance, w.key.pid) for w in workers)
-            busy = sum(1 for w in workers if w.busy)
-            self.metrics.set_workers(instance, busy, len(workers) - busy)
-            self._deadlines(board, workers, now)
-            if self.config.memory.enabled:
-                self._memory(board, workers, sample_all_uss)
+            try:
+                workers = self._workers(board)
+                if workers is None:
+                    continue
+                instance = board.header.instance
+                instances.add(instance)
+                live.update(w.key for w in workers)
+                series.update((instance, w.key.pid) for w in workers)
+                busy = sum(1 for w in workers if w.busy)
+                self.metrics.set_workers(instance, busy, len(workers) - busy)
+                self._deadlines(board, workers, now)
+                if self.config.memory.enabled:
+                    self._memory(board, workers, sample_all_uss)
+            except Exception as e:  # one board's failure never stops the others' enforcement
+                if self._reported.first(board.path, ("failed", board.inode, repr(e))):
+                    self.emit({"event": "scoreboard_failed", "file": str(board.path),
+                               "error": repr(e)})  # fmt: skip
         self.sampler.retain(live)
         self._reported.end_scan()
         self.metrics.retain(instances, series)
@@ -204,30 +215,57 @@ class Reaper:
 
     # -- scoreboards -----------------------------------------------------------------
 
-    def _scoreboards(self) -> Iterator[Board]:
-        """Every scoreboard file in the directory, mapped once and re-mapped if replaced."""
-        directory = self.config.scoreboard_dir
+    def _directory_is_safe(self, directory: Path) -> bool:
+        """The directory belongs to the application's user (or root) and nobody else may
+        write in it: otherwise another user could plant a board that names any process."""
         try:
-            paths = sorted(directory.glob(f"*{scoreboard.SUFFIX}"))
-        except OSError:
+            st = directory.lstat()
+        except FileNotFoundError:
+            return True  # no instance has started yet: nothing to read
+        problem = None
+        if not stat.S_ISDIR(st.st_mode):
+            problem = f"not a directory (mode {stat.filemode(st.st_mode)})"
+        elif st.st_uid not in (self.owner, 0):
+            problem = f"owned by uid {st.st_uid}, expected uid {self.owner} or root"
+        elif st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            problem = f"writable by others (mode {stat.filemode(st.st_mode)})"
+        if problem is None:
+            return True
+        self._reported.seen.add(directory)
+        if self._reported.first(directory, ("unsafe", st.st_ino, problem)):
+            self.emit({"event": "unsafe_scoreboard_dir", "dir": str(directory), "error": problem})
+        return False
+
+    def _scoreboards(self) -> Iterator[Board]:
+        """Every scoreboard file in the directory, mapped once and re-mapped if replaced. An
+        entry that is not a readable board (a directory, a FIFO, another user's file, a
+        truncated file) is reported once and skipped: the others are still enforced."""
+        directory = self.config.scoreboard_dir
+        if not self._directory_is_safe(directory):
             paths = []
+        else:
+            try:
+                paths = sorted(directory.glob(f"*{scoreboard.SUFFIX}"))
+            except OSError:
+                paths = []
         paths = [p for p in paths if not p.name.startswith(".")]
         for gone in set(self._boards) - set(paths):
             self._boards.pop(gone).close()
         self._reported.seen.update(paths)
         for path in paths:
             board = self._boards.get(path)
+            inode = 0
             try:
-                inode = path.stat().st_ino
+                inode = path.lstat().st_ino
                 if board is None or board.inode != inode:
                     if board is not None:
-                        board.close()
-                    board = self._boards[path] = Board(path)
+                        self._boards.pop(path).close()
+                    board = self._boards[path] = Board(path, owner=self.owner)
             except FileNotFoundError:
                 self._boards.pop(path, None)
                 continue
-            except ScoreboardError as e:
-                if self._reported.first(path, ("bad", inode, e.args)):
+            except (ScoreboardError, OSError, ValueError) as e:
+                if self._reported.first(path, ("bad", inode, str(e))):
                     self.emit({"event": "bad_scoreboard", "file": str(path), "error": str(e)})
                 continue
             yield board

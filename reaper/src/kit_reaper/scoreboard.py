@@ -26,8 +26,10 @@ not do: it zeroes the field and then writes it a byte at a time, so a reader cou
 from __future__ import annotations
 
 import enum
+import errno
 import mmap
 import os
+import stat
 import struct
 import tempfile
 from dataclasses import dataclass
@@ -218,13 +220,28 @@ class Board:
     """A mapped scoreboard file. Writers (the gunicorn hooks) open it read-write; the reaper
     opens it read-only."""
 
-    def __init__(self, path: Path, *, writable: bool = False) -> None:
+    def __init__(self, path: Path, *, writable: bool = False, owner: int | None = None) -> None:
+        """Map the file at `path`: a regular file (never a link, FIFO or directory, each opened
+        without blocking), owned by `owner` when given; anything else is a ScoreboardError."""
         self.path = path
         flags = os.O_RDWR if writable else os.O_RDONLY
-        fd = os.open(path, flags | os.O_CLOEXEC)
+        try:
+            fd = os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except IsADirectoryError as e:
+            raise ScoreboardError("a directory, not a scoreboard") from e
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise ScoreboardError("a symbolic link, not a scoreboard") from e
+            raise
         try:
             st = os.fstat(fd)
             self.inode = st.st_ino
+            if not stat.S_ISREG(st.st_mode):
+                raise ScoreboardError(
+                    f"not a regular file (mode {stat.filemode(st.st_mode)}), not a scoreboard"
+                )
+            if owner is not None and st.st_uid != owner:
+                raise ScoreboardError(f"owned by uid {st.st_uid}, expected uid {owner}")
             if st.st_size < HEADER_SIZE:
                 raise ScoreboardError(
                     f"expected at least {HEADER_SIZE} bytes, found {st.st_size} bytes"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import signal
 import socket
 import subprocess
@@ -17,10 +18,10 @@ from typing import TypeVar
 
 import pytest
 
-from kit_reaper import procfs
+from kit_reaper import procfs, scoreboard
 from kit_reaper.config import Config, DeadlineConfig, MemoryConfig
 from kit_reaper.reaper import Event, Reaper
-from kit_reaper.scoreboard import Board, Slot
+from kit_reaper.scoreboard import Board, Slot, SlotState
 
 TESTS = Path(__file__).parent
 INSTANCE = "test"
@@ -245,3 +246,79 @@ def running_reaper(config: Config) -> Iterator[RunningReaper]:
     finally:
         stop.set()
         thread.join(10)
+
+
+# -- hand-written scoreboards of real processes (no gunicorn) ---------------------------
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """An unrelated process (a child of this test process)."""
+    process = subprocess.Popen(["sleep", "60"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+def start_ticks(pid: int) -> int:
+    found = procfs.read_stat(pid)
+    assert found is not None
+    return found.start_ticks
+
+
+def board_claiming(
+    directory: Path,
+    *,
+    arbiter_pid: int,
+    pid: int,
+    slot_start_ticks: int,
+    age_s: float = 3600.0,
+    state: SlotState = SlotState.BUSY,
+) -> None:
+    """A scoreboard of a live 'arbiter' whose one slot claims `pid`: busy for an hour (or
+    `age_s`, or idle), on a worker with a start time of `slot_start_ticks`."""
+    path = scoreboard.create(
+        directory,
+        instance="forged",
+        arbiter_pid=arbiter_pid,
+        arbiter_start_ticks=start_ticks(arbiter_pid),
+        groups=1,
+        slots_per_group=1,
+    )
+    board = Board(path, writable=True)
+    board.write(
+        0,
+        pid=pid,
+        state=state,
+        start_ticks=slot_start_ticks,
+        request_start=time.monotonic() - age_s,
+        method=b"GET",
+        path=b"/stuck",
+        request_id=b"forged",
+    )
+    board.close()
+
+
+def scan_in_a_thread(reaper: Reaper, scans: int = 10) -> None:
+    """`scans` real scans, each bounded in time: an entry that blocks the reaper fails here
+    instead of hanging the tests."""
+
+    def scan_repeatedly() -> None:
+        for _ in range(scans):
+            reaper.scan()
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=scan_repeatedly, daemon=True)
+    thread.start()
+    thread.join(timeout=20)
+    assert not thread.is_alive(), "the reaper's scan blocked"
+
+
+def stuck_worker(directory: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    """A board of this process (the arbiter) on which `sleeper` is an hour into a request."""
+    board_claiming(
+        directory,
+        arbiter_pid=os.getpid(),
+        pid=sleeper.pid,
+        slot_start_ticks=start_ticks(sleeper.pid),
+    )

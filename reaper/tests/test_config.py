@@ -25,6 +25,7 @@ limit_mb = 512
 samples = 3
 recycle_budget = 1
 drain_s = 30
+recycle_idle = false
 
 [metrics]
 address = "127.0.0.1"
@@ -42,6 +43,8 @@ def test_example_config_is_read(tmp_path: Path) -> None:
     assert loaded.deadline.deadlines().for_request("GET", "/reports/x") == 900
     assert loaded.deadline.longest_s == 900
     assert loaded.memory.limit_bytes == 512 << 20
+    assert loaded.memory.recycle_idle is False
+    assert Config().memory.recycle_idle is True
     assert loaded.metrics.port == 9405
 
 

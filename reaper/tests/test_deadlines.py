@@ -44,6 +44,8 @@ def test_stuck_request_is_killed_and_logged(
     assert float(str(kill["age_s"])) >= 2.0  # past it (rounded to the millisecond)
     assert int(str(kill["private_bytes"])) > 0
     assert not alive(slot.pid)
+    # The worker's own last words (worker_abort) name the request it was serving.
+    assert f"aborted serving GET /sleep (rid={request_id}, " in server.log.read_text()
     registry = running.reaper.metrics.registry
     assert (
         registry.get_sample_value(

@@ -187,3 +187,34 @@ def test_arbiter_clears_the_group_of_an_exited_worker() -> None:
 )
 def test_instance_is_named_by_its_port_or_socket(bind: list[str], expected: str) -> None:
     assert hooks.instance_name(bind) == expected
+
+
+def test_requests_beyond_the_slots_are_counted_and_warned_about() -> None:
+    server = Server(cfg=Cfg(threads=1), worker_class=SyncWorker)
+    hooks.on_starting(server)
+    worker = Worker(pid=os.getpid())
+    hooks.pre_fork(server, worker)
+    hooks.post_fork(server, worker)
+    watched = Request()
+    hooks.pre_request(worker, watched)
+
+    for _ in range(101):  # the one slot is taken: none of these is watched
+        hooks.pre_request(worker, Request(method="GET", path="/extra"))
+
+    assert hooks._worker is not None
+    assert hooks._worker.unwatched == 101
+    warnings = [line for line in worker.log.lines if "not watched so far" in line]
+    assert len(warnings) == 2  # the first and the 101st
+    assert "1 request(s) not watched so far (GET /extra)" in warnings[0]
+    assert "101 request(s)" in warnings[1]
+
+
+def test_an_aborting_worker_names_the_requests_it_was_serving() -> None:
+    server = Server(cfg=Cfg(threads=2), worker_class=ThreadWorker)
+    hooks.on_starting(server)
+    worker = Worker(pid=os.getpid())
+    hooks.pre_fork(server, worker)
+    hooks.post_fork(server, worker)
+    hooks.pre_request(worker, Request(headers=[("X-REQUEST-ID", "rid-7")]))
+
+    assert hooks._in_flight().startswith("POST /orders (rid=rid-7, 0.")

@@ -5,57 +5,23 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import alive, reaper_config, wait_for
+from conftest import (
+    alive,
+    board_claiming,
+    reaper_config,
+    scan_in_a_thread,
+    start_ticks,
+    stuck_worker,
+    wait_for,
+)
 
 from kit_reaper import procfs, scoreboard
 from kit_reaper.reaper import Event, Reaper
-from kit_reaper.scoreboard import Board, SlotState
-
-
-@pytest.fixture
-def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    """An unrelated process (a child of this test process)."""
-    process = subprocess.Popen(["sleep", "60"])
-    yield process
-    process.kill()
-    process.wait()
-
-
-def start_ticks(pid: int) -> int:
-    found = procfs.read_stat(pid)
-    assert found is not None
-    return found.start_ticks
-
-
-def board_claiming(directory: Path, *, arbiter_pid: int, pid: int, slot_start_ticks: int) -> None:
-    """A scoreboard of a live 'arbiter' whose one slot claims `pid`: busy for an hour, on a
-    worker with a start time of `slot_start_ticks`."""
-    path = scoreboard.create(
-        directory,
-        instance="forged",
-        arbiter_pid=arbiter_pid,
-        arbiter_start_ticks=start_ticks(arbiter_pid),
-        groups=1,
-        slots_per_group=1,
-    )
-    board = Board(path, writable=True)
-    board.write(
-        0,
-        pid=pid,
-        state=SlotState.BUSY,
-        start_ticks=slot_start_ticks,
-        request_start=time.monotonic() - 3600,
-        method=b"GET",
-        path=b"/stuck",
-        request_id=b"forged",
-    )
-    board.close()
 
 
 def scan_a_while(directory: Path) -> list[Event]:
@@ -156,31 +122,6 @@ def test_file_that_is_not_a_scoreboard_is_reported_once(tmp_path: Path) -> None:
 
     assert [e["event"] for e in events] == ["bad_scoreboard"]
     assert "expected magic" in str(events[0]["error"])
-
-
-def scan_in_a_thread(reaper: Reaper, scans: int = 10) -> None:
-    """`scans` real scans, each bounded in time: an entry that blocks the reaper fails here
-    instead of hanging the tests."""
-
-    def scan_repeatedly() -> None:
-        for _ in range(scans):
-            reaper.scan()
-            time.sleep(0.02)
-
-    thread = threading.Thread(target=scan_repeatedly, daemon=True)
-    thread.start()
-    thread.join(timeout=20)
-    assert not thread.is_alive(), "the reaper's scan blocked"
-
-
-def stuck_worker(directory: Path, sleeper: subprocess.Popen[bytes]) -> None:
-    """A board of this process (the arbiter) on which `sleeper` is an hour into a request."""
-    board_claiming(
-        directory,
-        arbiter_pid=os.getpid(),
-        pid=sleeper.pid,
-        slot_start_ticks=start_ticks(sleeper.pid),
-    )
 
 
 ODD_ENTRIES: dict[str, Callable[[Path], object]] = {

@@ -3,21 +3,30 @@ gracefully, and never more of one instance at once than its budget."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
+from pathlib import Path
 
 import pytest
 from conftest import (
     INSTANCE,
     Gunicorn,
     alive,
+    board_claiming,
     in_background,
     reaper_config,
     running_reaper,
+    scan_in_a_thread,
+    start_ticks,
     wait_for,
 )
 
+from kit_reaper.config import Config
 from kit_reaper.reaper import Event, Reaper
+from kit_reaper.scoreboard import SlotState
 
 LIMIT_MB = 60
 # Requests under /long/ have a 30 s deadline: these tests are about memory only.
@@ -93,3 +102,56 @@ def test_instance_never_recycles_more_than_its_budget_at_once(
     assert most_at_once == 1
     assert not any(e["event"] == "kill" for e in events)
     assert all(g.response is not None and g.response.status == 200 for g in grows)
+
+
+def worker_over_the_limit(
+    directory: Path, sleeper: subprocess.Popen[bytes], *, age_s: float, state: SlotState
+) -> Config:
+    """`sleeper` on a hand-written board (this process its arbiter), its request `age_s`
+    old; a config whose memory limit (1 KiB) it is over, with a day's deadline and a 1 s drain."""
+    board_claiming(
+        directory,
+        arbiter_pid=os.getpid(),
+        pid=sleeper.pid,
+        slot_start_ticks=start_ticks(sleeper.pid),
+        age_s=age_s,
+        state=state,
+    )
+    config = reaper_config(directory, limit_mb=1 / 1024)
+    return replace(
+        config,
+        deadline=replace(config.deadline, default_s=600.0),
+        memory=replace(config.memory, drain_s=1.0),
+    )
+
+
+def test_a_recycle_waits_out_the_deadline_left_to_the_request_in_flight(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    """A request 100 s into its 600 s deadline is not cut by the 1 s drain: SIGKILL only
+    after the 500 s it still has."""
+    config = worker_over_the_limit(tmp_path, sleeper, age_s=100.0, state=SlotState.BUSY)
+    events: list[Event] = []
+    reaper = Reaper(config, emit=events.append)
+    scan_in_a_thread(reaper)
+    reaper.close()
+
+    recycle = next(e for e in events if e["event"] == "recycle")
+    assert 499.0 < float(str(recycle["sigkill_after_s"])) <= 500.0
+
+
+@pytest.mark.parametrize("recycle_idle", [True, False])
+def test_idle_workers_over_the_limit_are_recycled_unless_switched_off(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes], recycle_idle: bool
+) -> None:
+    config = worker_over_the_limit(tmp_path, sleeper, age_s=0.0, state=SlotState.IDLE)
+    config = replace(config, memory=replace(config.memory, recycle_idle=recycle_idle))
+    events: list[Event] = []
+    reaper = Reaper(config, emit=events.append)
+    scan_in_a_thread(reaper)
+    reaper.close()
+
+    recycles = [e for e in events if e["event"] == "recycle"]
+    assert len(recycles) == (1 if recycle_idle else 0), events
+    if recycle_idle:
+        assert recycles[0]["sigkill_after_s"] == 1.0  # nothing in flight: the drain alone

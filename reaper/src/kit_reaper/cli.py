@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import signal
 import sys
 import threading
@@ -19,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 
 from kit_reaper import config as config_module
+from kit_reaper import systemd
 from kit_reaper.metrics import Metrics
 from kit_reaper.reaper import Reaper, json_emitter
 
@@ -61,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     metrics = Metrics()
-    reaper = Reaper(config, emit=json_emitter(sys.stderr), metrics=metrics)
+    reaper = Reaper(
+        config,
+        emit=json_emitter(sys.stderr),
+        metrics=metrics,
+        heartbeat=lambda: systemd.notify("WATCHDOG=1"),
+    )
     if args.once:
         reaper.scan()
         reaper.close()
@@ -76,5 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, handle_stop)
     signal.signal(signal.SIGINT, handle_stop)
+    # SIGABRT (systemd's watchdog) writes every thread's stack to stderr before the abort.
+    faulthandler.enable()
+    systemd.notify("READY=1")
     reaper.run(stop)
     return 0

@@ -15,7 +15,9 @@
     limit_mb = 1024                  # private memory (USS) per worker; 0 turns recycling off
     samples = 3                      # consecutive samples over the limit before recycling
     recycle_budget = 1               # workers of one instance recycling at once
-    drain_s = 30                     # SIGTERM, then SIGKILL this long after
+    drain_s = 30                     # SIGTERM, then SIGKILL this long after (or after the
+                                     # request in flight's remaining deadline, if longer)
+    recycle_idle = true              # false: wait until the worker takes a request
 
     [metrics]
     address = "127.0.0.1"
@@ -62,6 +64,9 @@ class MemoryConfig:
     samples: int = 3
     recycle_budget: int = 1
     drain_s: float = 30.0
+    # Idle workers over the limit are recycled too (nothing is in flight: the cheapest
+    # moment); false waits until the worker takes a request, then recycles it gracefully.
+    recycle_idle: bool = True
 
     @property
     def enabled(self) -> bool:
@@ -127,6 +132,7 @@ def parse(data: Mapping[str, object], source: str = "config") -> Config:
             samples=memory.integer("samples", 3, minimum=1),
             recycle_budget=memory.integer("recycle_budget", 1, minimum=1),
             drain_s=memory.number("drain_s", 30.0, minimum=0.0),
+            recycle_idle=memory.boolean("recycle_idle", True),
         ),
         metrics=MetricsConfig(
             address=metrics.string("address", "127.0.0.1"),

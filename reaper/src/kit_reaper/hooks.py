@@ -126,6 +126,8 @@ class _WorkerState:
     pid: int
     start_ticks: int
     free: list[int]  # free slot indexes of this worker's group
+    first: int = 0  # the group's first slot index
+    unwatched: int = 0  # requests that found every slot of the group taken
 
 
 _settings = _Settings()
@@ -248,7 +250,9 @@ def post_fork(server: _Server, worker: _Worker) -> None:
     for index in range(first, first + spg):
         _board.write(index, pid=pid, state=SlotState.IDLE, start_ticks=start_ticks)
     # pop() takes from the end: lowest index first.
-    _worker = _WorkerState(_board, pid, start_ticks, list(range(first + spg - 1, first - 1, -1)))
+    _worker = _WorkerState(
+        _board, pid, start_ticks, list(range(first + spg - 1, first - 1, -1)), first
+    )
 
 
 def _request_id(headers: Sequence[tuple[str, str]]) -> str:
@@ -265,7 +269,17 @@ def pre_request(worker: _Worker, req: _Request) -> None:
     try:
         index = state.free.pop()
     except IndexError:
-        return  # more requests in flight than slots: this one is not watched
+        # More requests in flight than slots: this one is not watched. Said on the first
+        # and every 100th, with the count, rather than dropped in silence.
+        state.unwatched += 1
+        if state.unwatched % 100 == 1:
+            worker.log.warning(
+                "kit_reaper: worker %s has more requests in flight than its %d scoreboard "
+                "slots; %d request(s) not watched so far (%s %s)",
+                state.pid, state.board.header.slots_per_group, state.unwatched,
+                req.method, req.path,
+            )  # fmt: skip
+        return
     setattr(req, _SLOT_ATTR, index)
     state.board.write(
         index,
@@ -330,6 +344,25 @@ def on_exit(server: _Server) -> None:
     _board = None
 
 
+def _in_flight() -> str:
+    """This worker's requests in flight, from its scoreboard slots: method, path, request id
+    and age, or "no request"."""
+    state = _worker
+    if state is None:
+        return "no watched request"
+    now = time.monotonic()
+    spg = state.board.header.slots_per_group
+    requests = []
+    for index in sorted(set(range(state.first, state.first + spg)) - set(state.free)):
+        slot = state.board.read_slot(index)
+        if slot is not None and slot.busy and slot.pid == state.pid:
+            rid = slot.request_id or "-"
+            requests.append(
+                f"{slot.method} {slot.path} (rid={rid}, {now - slot.request_start:.1f} s)"
+            )
+    return ", ".join(requests) or "no request"
+
+
 def worker_abort(worker: _Worker) -> None:
     """On SIGABRT (the reaper's deadline kill, or gunicorn's own timeout): every thread's
     Python stack to the error log, then the worker exits at once.
@@ -343,7 +376,10 @@ def worker_abort(worker: _Worker) -> None:
         f"Thread {ident}:\n{''.join(traceback.format_stack(frame))}"
         for ident, frame in frames.items()
     ]
-    worker.log.error("kit_reaper: worker %s aborted; stacks:\n%s", os.getpid(), "\n".join(stacks))
+    worker.log.error(
+        "kit_reaper: worker %s aborted serving %s; stacks:\n%s",
+        os.getpid(), _in_flight(), "\n".join(stacks),
+    )  # fmt: skip
     for handler in logging.getLogger("gunicorn.error").handlers:
         handler.flush()
     sys.stderr.flush()

@@ -37,6 +37,11 @@ class Metrics:
         self.scan_seconds = Gauge(
             "kit_reaper_scan_seconds", "Duration of the last scan", registry=self.registry
         )
+        self.last_scan = Gauge(
+            "kit_reaper_last_scan_timestamp_seconds",
+            "When the last completed scan ended (Unix time): a stalled reaper stops moving it",
+            registry=self.registry,
+        )
         self._instances: set[str] = set()
         self._workers: set[tuple[str, str]] = set()
 

@@ -135,8 +135,11 @@ class Reaper:
         emit: Emit | None = None,
         metrics: Metrics | None = None,
         owner: int | None = None,
+        heartbeat: Callable[[], object] | None = None,
     ) -> None:
         self.config = config
+        # Called after every completed scan (systemd's watchdog, in the CLI).
+        self.heartbeat = heartbeat
         # The user whose scoreboards these are: the reaper runs as the application's user,
         # which its gunicorn instances run as too.
         self.owner = os.geteuid() if owner is None else owner
@@ -167,6 +170,11 @@ class Reaper:
                 self.scan()
             except Exception as e:  # a watchdog keeps watching; the error is logged
                 self.emit({"event": "scan_failed", "error": repr(e)})
+            else:
+                # Only a completed scan proves the reaper works: one that hangs or fails
+                # every time stops the heartbeat, and systemd's watchdog restarts it.
+                if self.heartbeat is not None:
+                    self.heartbeat()
             stop.wait(max(0.0, self.config.scan_interval_s - (time.monotonic() - began)))
         self.close()
         self.emit({"event": "stopped"})
@@ -211,6 +219,7 @@ class Reaper:
         self._reported.end_scan()
         self.metrics.retain(instances, series)
         self.metrics.scan_seconds.set(time.perf_counter() - began)
+        self.metrics.last_scan.set_to_current_time()
         self.scans += 1
 
     # -- scoreboards -----------------------------------------------------------------
@@ -362,11 +371,32 @@ class Reaper:
             if rss is None:
                 continue
             # USS <= RSS: under the limit by RSS means under it by USS, no smaps needed.
-            uss = procfs.read_uss_bytes(pid) if rss > limit or sample_all_uss else None
+            wanted = rss > limit or sample_all_uss
+            uss = procfs.read_uss_bytes(pid) if wanted else None
             if uss is not None:
                 self.metrics.set_private(worker.instance, pid, uss)
+            elif (
+                wanted
+                and procfs.read_stat(pid) is not None
+                and self._reported.first(worker.key, "uss_unreadable")
+            ):
+                # Alive, yet its private memory cannot be read: it can never be recycled,
+                # and that is said once rather than silently not done.
+                self.emit(
+                    {
+                        "event": "memory_unreadable",
+                        "instance": worker.instance,
+                        "pid": pid,
+                        "rss_bytes": rss,
+                        "error": f"cannot read /proc/{pid}/smaps_rollup or smaps",
+                    }
+                )
             over = uss is not None and uss > limit
-            if self.sampler.observe(worker.key, over) and worker.key not in self.signalled:
+            if (
+                self.sampler.observe(worker.key, over)
+                and worker.key not in self.signalled
+                and (worker.busy or self.config.memory.recycle_idle)
+            ):
                 assert uss is not None
                 candidates.append((uss, worker))
         if not candidates:
@@ -385,7 +415,8 @@ class Reaper:
             handle = self._open_verified(worker)
             if handle is None:
                 continue
-            busy = [_request(s, time.monotonic()) for s in worker.slots if s.busy]
+            now = time.monotonic()
+            busy = [_request(s, now) for s in worker.slots if s.busy]
             self._act(
                 worker,
                 handle,
@@ -398,7 +429,8 @@ class Reaper:
                     "recycle_budget": budget,
                     "other_requests": busy,
                 },
-                time.monotonic(),
+                now,
+                grace=self._drain_for(worker, now),
             )
             in_flight += 1
 
@@ -430,15 +462,34 @@ class Reaper:
             return None
         return handle
 
+    def _drain_for(self, worker: Worker, now: float) -> float:
+        """How long a recycled worker may take to exit before SIGKILL: the drain time, or
+        longer where a request in flight still has more of its deadline left (a recycle for
+        memory never cuts a request the deadline policy allows). Past its deadline, the
+        deadline rule kills it anyway."""
+        remaining = [
+            self.deadlines.for_request(slot.method, slot.path) - (now - slot.request_start)
+            for slot in worker.slots
+            if slot.busy
+        ]
+        return round(max([self.config.memory.drain_s, *remaining]), 3)
+
     def _act(
-        self, worker: Worker, handle: ProcessHandle, reason: Reason, evidence: Event, now: float
+        self,
+        worker: Worker,
+        handle: ProcessHandle,
+        reason: Reason,
+        evidence: Event,
+        now: float,
+        grace: float | None = None,
     ) -> None:
         sig = _FIRST_SIGNAL[reason]
-        grace = (
-            self.config.deadline.abort_grace_s
-            if reason is Reason.DEADLINE
-            else self.config.memory.drain_s
-        )
+        if grace is None:
+            grace = (
+                self.config.deadline.abort_grace_s
+                if reason is Reason.DEADLINE
+                else self.config.memory.drain_s
+            )
         self.emit(
             {
                 "event": "kill" if reason is Reason.DEADLINE else "recycle",

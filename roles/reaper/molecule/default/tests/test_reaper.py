@@ -55,3 +55,21 @@ def test_metrics_show_the_workers_and_the_kill(host) -> None:
     metrics = host.check_output("curl -sf http://127.0.0.1:9405/metrics")
     assert 'kit_reaper_workers{instance="8001",state="idle"}' in metrics
     assert "kit_reaper_kills_total" in metrics
+
+
+def test_a_stalled_reaper_is_restarted_by_its_watchdog(host) -> None:
+    """SIGSTOP stands for a reaper stuck in a scan: no WATCHDOG=1 for reaper_watchdog (3 s
+    here), and systemd kills and restarts it."""
+    show = "systemctl show --value -p MainPID -p NRestarts kit-reaper"
+    pid, restarts = host.check_output(show).split()
+    assert host.check_output("systemctl show --value -p WatchdogUSec kit-reaper") == "3s"
+    host.check_output(f"kill -STOP {pid}")
+    deadline = time.monotonic() + 30
+    while host.check_output(show).split()[0] in (pid, "0"):
+        assert time.monotonic() < deadline, "the stalled reaper was never restarted"
+        time.sleep(0.5)
+    new_restarts = host.check_output(show).split()[1]
+    assert int(new_restarts) == int(restarts) + 1
+    assert host.service("kit-reaper").is_running
+    log = host.check_output("journalctl -u kit-reaper --no-pager -n 50 -o cat")
+    assert "Watchdog timeout" in log

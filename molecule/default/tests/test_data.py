@@ -10,7 +10,7 @@ import uuid
 import pytest
 import requests
 import testinfra
-from conftest import INVENTORY, get_host, host_vars, secret
+from conftest import INVENTORY, get_host, host_vars, run_playbook, secret
 
 LB_URL = str(host_vars(INVENTORY.get_hosts("lb")[0])["local_stack_lb_url"])
 PRIMARY = INVENTORY.get_hosts("db_primary")[0]
@@ -216,3 +216,59 @@ def test_the_migrate_command_finishes_cleanly_when_up_to_date() -> None:
     assert result.rc == 0, result.stderr
     assert result.stdout.strip() == "up to date"
     assert result.stderr == "", result.stderr
+
+
+def test_the_app_roles_carry_their_timeouts_through_pgbouncer(
+    primary: testinfra.host.Host,
+) -> None:
+    """Set on the roles, the limits hold on every server connection PgBouncer opens for the
+    app and read-only users; the owner (migrations) has none."""
+    node = get_host(APP_NODES[0])
+    query = (
+        "SELECT current_setting('statement_timeout') || ' ' || current_setting('lock_timeout')"
+        " || ' ' || current_setting('idle_in_transaction_session_timeout')"
+    )
+    for name in ("KIT_DATABASE_URL", "KIT_DATABASE_READ_URL"):
+        shown = node.check_output("psql -XAtq %s -c %s", env_value(node, name), query)
+        assert shown == "10min 10s 1min", name
+    owner = superuser_sql(
+        primary,
+        "SELECT count(*) FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole"
+        " WHERE r.rolname = 'kit_owner'",
+    )
+    assert owner == "0"
+
+
+def test_a_setting_that_needs_a_restart_restarts_the_primary_only_when_asked(
+    primary: testinfra.host.Host,
+) -> None:
+    def started() -> str:
+        return superuser_sql(primary, "SELECT pg_postmaster_start_time()")
+
+    def files() -> str:
+        return superuser_sql(primary, "SHOW max_files_per_process")
+
+    before = started()
+    setting = '{"postgresql_settings": {"max_files_per_process": 1001}}'
+    try:
+        plain = run_playbook("site.yml", "--tags", "postgresql", "-e", setting)
+        assert plain.returncode == 0, plain.stdout[-3000:]
+        assert "needs a restart for" in plain.stdout
+        assert started() == before
+        assert files() == "1000"
+        pending = "SELECT pending_restart FROM pg_settings WHERE name = 'max_files_per_process'"
+        assert superuser_sql(primary, pending) == "t"
+
+        asked = run_playbook("site.yml", "--tags", "postgresql", "-e", setting,
+                             "-e", "postgresql_restart_primary=true")  # fmt: skip
+        assert asked.returncode == 0, asked.stdout[-3000:]
+        assert started() != before
+        assert files() == "1001"
+    finally:
+        back = run_playbook("site.yml", "--tags", "postgresql",
+                            "-e", "postgresql_restart_primary=true")  # fmt: skip
+    assert back.returncode == 0, back.stdout[-3000:]
+    assert files() == "1000"
+    # PgBouncer reconnected to the restarted primary: writes go through again.
+    written = requests.post(f"{LB_URL}/items", json={"name": f"after-{uuid.uuid4()}"}, timeout=10)
+    assert written.status_code == 201, written.text

@@ -155,16 +155,17 @@ def test_deploy_with_no_fact_cache_keeps_every_url_in_the_environment(
     rolling_deploy: Deploy,
 ) -> None:
     assert rolling_deploy.result.returncode == 0, rolling_deploy.output[-4000:]
+    # The workers' Redis user has the queues only: no sessions or cache URL there.
+    everywhere = {"KIT_REDIS_QUEUES_URL", "KIT_DATABASE_URL", "KIT_DATABASE_READ_URL"}
+    web_only = {"KIT_REDIS_SESSIONS_URL", "KIT_REDIS_CACHE_URL"}
     for name in CODE_HOSTS:
         env = get_host(name).check_output("cat /etc/kit-app/env").splitlines()
         names = {line.split("=", 1)[0] for line in env if "=" in line}
-        missing = {
-            "KIT_REDIS_SESSIONS_URL",
-            "KIT_REDIS_QUEUES_URL",
-            "KIT_DATABASE_URL",
-            "KIT_DATABASE_READ_URL",
-        } - names
+        wanted = everywhere | (web_only if name in APP_NODES else set())
+        missing = wanted - names
         assert not missing, f"{name}: /etc/kit-app/env lacks {sorted(missing)}"
+        if name not in APP_NODES:
+            assert not names & web_only, f"{name}: a worker host has {sorted(names & web_only)}"
 
 
 def test_deploy_with_no_fact_cache_runs_the_migration(rolling_deploy: Deploy) -> None:

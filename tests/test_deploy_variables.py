@@ -20,7 +20,8 @@ def deploy_spec() -> dict[str, dict[str, str]]:
         ("deploy_serial=two", "argument 'deploy_serial' is of type str"),
         ("deploy_serial=0", "deploy_serial (found 0)"),
         ("deploy_drain_timeout=soon", "argument 'deploy_drain_timeout' is of type str"),
-        ("deploy_drain_timeout=0", "deploy_drain_timeout (found 0) must each be at least 1"),
+        ("deploy_drain_timeout=0", "deploy_drain_timeout (found 0) and deploy_ready_timeout"),
+        ("deploy_ready_timeout=0", "deploy_ready_timeout (found 0) must each be at least 1"),
         # The local inventory has two app nodes: a batch of two would drain them both.
         ("deploy_serial=2", "deploy_serial is 2, and the app group has 2 nodes"),
     ],

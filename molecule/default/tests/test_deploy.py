@@ -9,6 +9,8 @@ green run: the workers' environment, every RQ worker taking jobs, and the migrat
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import shutil
 import subprocess
@@ -247,3 +249,29 @@ def test_rollback_to_an_unknown_release_changes_nothing() -> None:
     result = run_playbook("deploy.yml", "-e", "app_release=0123456789ab")
     assert result.returncode != 0
     assert {name: current_release(name) for name in CODE_HOSTS} == before
+
+
+def test_a_node_that_never_becomes_ready_serves_again_and_stops_the_rollout() -> None:
+    """Healthy (alive) but never ready: the first node's instances restart, never answer the
+    readiness path, go back into rotation on the release they ran, and the rollout stops
+    there, under traffic with no failed request."""
+    before = {name: current_release(name) for name in CODE_HOSTS}
+    with steady_stream() as stream:
+        result = run_playbook(
+            "deploy.yml", "-e", "app_ready_path=/never-ready", "-e", "deploy_ready_timeout=3"
+        )
+    output = result.stdout + result.stderr
+    print(f"readiness gate: {dict(stream.outcomes)} in {stream.seconds:.1f}s")
+    assert result.returncode != 0, output[-4000:]
+    gate = "TASK [Wait until every instance of this node is ready (GET /never-ready)]"
+    assert gate in output
+    assert "TASK [Stop the rollout at this node]" in output
+    assert {name: current_release(name) for name in CODE_HOSTS} == before
+    assert set(stream.outcomes) == {"ok"}, stream.outcomes
+    lb = get_host(INVENTORY.get_hosts("lb")[0])
+    stat = lb.check_output("echo 'show stat' | socat stdio /run/haproxy/admin.sock")
+    rows = csv.DictReader(io.StringIO(stat.lstrip("# ")))
+    states = {r["svname"]: r["status"] for r in rows if r["pxname"] == "app"}
+    states.pop("BACKEND", None)
+    assert states, stat
+    assert set(states.values()) == {"UP"}, states

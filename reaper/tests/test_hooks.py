@@ -134,12 +134,18 @@ def test_slots_per_worker_follow_the_worker_class(
     )
 
 
-def test_request_marks_a_slot_busy_then_idle() -> None:
-    server = Server(cfg=Cfg(threads=2), worker_class=ThreadWorker)
+def started_worker(server: Server) -> Worker:
+    """The arbiter starts (the scoreboard), then one worker forks: this process plays it."""
     hooks.on_starting(server)
-    worker = Worker(pid=os.getpid())  # this process plays the forked worker
+    worker = Worker(pid=os.getpid())
     hooks.pre_fork(server, worker)
     hooks.post_fork(server, worker)
+    return worker
+
+
+def test_request_marks_a_slot_busy_then_idle() -> None:
+    server = Server(cfg=Cfg(threads=2), worker_class=ThreadWorker)
+    worker = started_worker(server)
     assert hooks._board is not None
     board = Board(hooks._board.path)
     first = Request(headers=[("HOST", "x"), ("X-REQUEST-ID", "abc-123")])
@@ -163,10 +169,7 @@ def test_request_marks_a_slot_busy_then_idle() -> None:
 
 def test_arbiter_clears_the_group_of_an_exited_worker() -> None:
     server = Server()
-    hooks.on_starting(server)
-    worker = Worker(pid=os.getpid())
-    hooks.pre_fork(server, worker)
-    hooks.post_fork(server, worker)
+    worker = started_worker(server)
     assert hooks._board is not None
 
     hooks.child_exit(server, worker)
@@ -191,10 +194,7 @@ def test_instance_is_named_by_its_port_or_socket(bind: list[str], expected: str)
 
 def test_requests_beyond_the_slots_are_counted_and_warned_about() -> None:
     server = Server(cfg=Cfg(threads=1), worker_class=SyncWorker)
-    hooks.on_starting(server)
-    worker = Worker(pid=os.getpid())
-    hooks.pre_fork(server, worker)
-    hooks.post_fork(server, worker)
+    worker = started_worker(server)
     watched = Request()
     hooks.pre_request(worker, watched)
 
@@ -211,10 +211,7 @@ def test_requests_beyond_the_slots_are_counted_and_warned_about() -> None:
 
 def test_an_aborting_worker_names_the_requests_it_was_serving() -> None:
     server = Server(cfg=Cfg(threads=2), worker_class=ThreadWorker)
-    hooks.on_starting(server)
-    worker = Worker(pid=os.getpid())
-    hooks.pre_fork(server, worker)
-    hooks.post_fork(server, worker)
+    worker = started_worker(server)
     hooks.pre_request(worker, Request(headers=[("X-REQUEST-ID", "rid-7")]))
 
     assert hooks._in_flight().startswith("POST /orders (rid=rid-7, 0.")

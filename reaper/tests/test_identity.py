@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,9 +27,7 @@ def scan_a_while(directory: Path) -> list[Event]:
     """Ten real scans, deadlines and memory (a 1 KiB limit every process is over)."""
     events: list[Event] = []
     reaper = Reaper(reaper_config(directory, limit_mb=1 / 1024), emit=events.append)
-    for _ in range(10):
-        reaper.scan()
-        time.sleep(0.02)
+    scan_in_a_thread(reaper)
     reaper.close()
     return events
 

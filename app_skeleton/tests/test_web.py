@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any
 
 import fakeredis
@@ -166,6 +167,18 @@ def test_test_endpoints_exist_only_when_enabled(server: fakeredis.FakeServer) ->
     enabled = make_app(server, test_endpoints=True).test_client()
     assert enabled.get("/_test/sleep?s=0").status_code == 200
     assert enabled.get("/_test/hold?mb=1").get_json()["held_mb"] >= 1
+    assert make_app(server).test_client().get("/_test/linger?s=0").status_code == 404
+
+
+def test_linger_leaves_a_thread_the_exit_waits_for(server: fakeredis.FakeServer) -> None:
+    before = set(threading.enumerate())
+    answer = make_app(server, test_endpoints=True).test_client().get("/_test/linger?s=0.5")
+    assert answer.get_json()["lingers"] == 0.5
+    left = [t for t in set(threading.enumerate()) - before if t.is_alive()]
+    assert left
+    assert not any(t.daemon for t in left), left
+    for thread in left:
+        thread.join()
 
 
 def test_logs_are_json_lines_with_the_request_id(

@@ -7,6 +7,7 @@ cross a fork), and PgBouncer multiplexes every worker's few connections onto the
 
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any
 
@@ -38,6 +39,18 @@ def pool(dsn: str) -> ConnectionPool:
             timeout=5,
         )
     return _pools[key]
+
+
+@atexit.register
+def close_pools() -> None:
+    """Close this process's pools, so that its exit does not wait on their threads.
+
+    An open pool left to the interpreter's teardown stops its threads one at a time, 5 s
+    each: about 20 s per pool, long enough for a gunicorn worker told to stop to outlive
+    graceful_timeout and be killed. Pools a forked worker inherited belong to its parent and
+    are left alone."""
+    for key in [key for key in _pools if key[0] == os.getpid()]:
+        _pools.pop(key).close()
 
 
 def check(dsn: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from typing import Any
 
@@ -215,5 +216,14 @@ def create_app(
             _held.append(block)
             held = sum(len(b) for b in _held) // (1024 * 1024)
             return jsonify(held_mb=held, pid=os.getpid())
+
+        @app.get("/_test/linger")
+        def linger() -> Response:
+            # Answers at once, and leaves a thread that keeps the worker from exiting for
+            # `s` seconds once told to stop: a worker slow to exit, as one whose library
+            # left a pool's threads running is.
+            seconds = float(request.args.get("s", "10"))
+            threading.Thread(target=time.sleep, args=(seconds,), daemon=False).start()
+            return jsonify(lingers=seconds, pid=os.getpid())
 
     return app

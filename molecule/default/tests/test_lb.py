@@ -221,8 +221,13 @@ def test_health_checks_take_a_dead_instance_out_within_3_seconds_by_config(lb) -
 
 
 def test_stopped_instance_is_marked_down_and_no_request_fails(lb) -> None:
+    """Even with a worker slow to exit: one left a thread running for 12 s, longer than a
+    client waits here. Each worker closes its copy of the listening socket as it exits, so
+    no connection waits in a backlog that nothing accepts any more: it is refused, and
+    HAProxy sends the request to another instance."""
     node = get_host(APP_NODES[-1])
     server = f"{APP_NODES[-1]}-8002"
+    node.check_output("curl -sf 'http://127.0.0.1:8002/_test/linger?s=12'")
     with request_stream() as outcomes:
         time.sleep(1)
         node.check_output("systemctl stop gunicorn@8002.service")
@@ -236,6 +241,24 @@ def test_stopped_instance_is_marked_down_and_no_request_fails(lb) -> None:
     print(f"{server} marked DOWN {elapsed:.2f}s after its unit was stopped; outcomes {outcomes}")
     assert outcomes["ok"] > 20
     assert set(outcomes) == {"ok"}, outcomes
+
+
+def test_an_instance_whose_workers_opened_pools_stops_before_graceful_timeout(lb) -> None:
+    """Workers that answered /readyz hold database pools; each closes them as it exits, so
+    the instance stops on its own, no worker left for the master to kill at
+    graceful_timeout."""
+    node = get_host(APP_NODES[0])
+    conf = node.file("/etc/kit-app/gunicorn.conf.py").content_string
+    graceful = int(re.search(r"^graceful_timeout = (\d+)$", conf, re.M)[1])  # type: ignore[index]
+    for _ in range(2 * instance_capacity(APP_NODES[0])):
+        ready = json.loads(node.check_output("curl -sf http://127.0.0.1:8001/readyz"))
+        assert ready["checks"]["database_writer"] == "ok", ready
+    start = time.monotonic()
+    node.check_output("systemctl stop gunicorn@8001.service")
+    took = time.monotonic() - start
+    node.check_output("systemctl start gunicorn@8001.service")
+    wait_for_status(lb, f"{APP_NODES[0]}-8001", "UP")
+    assert took < graceful, f"the stop took {took:.1f}s, graceful_timeout is {graceful}s"
 
 
 @contextmanager

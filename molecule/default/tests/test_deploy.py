@@ -14,77 +14,32 @@ import io
 import re
 import shutil
 import subprocess
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import yaml
-from conftest import INVENTORY, clients_running, get_host, host_vars, run_playbook
+from conftest import (
+    INVENTORY,
+    LB_URL,
+    Stream,
+    current_release,
+    get_host,
+    host_vars,
+    run_playbook,
+    steady_stream,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
-LB_URL = str(host_vars(INVENTORY.get_hosts("lb")[0])["local_stack_lb_url"])
 APP_NODES = sorted(INVENTORY.get_hosts("app"))
 WORKER_HOSTS = sorted(INVENTORY.get_hosts("workers"))
 CODE_HOSTS = APP_NODES + WORKER_HOSTS
 SKELETON = ROOT / "app_skeleton"
 RQ_WORKER_DEFAULTS = yaml.safe_load((ROOT / "roles/rq_worker/defaults/main.yml").read_text())
-
-
-@dataclass
-class Stream:
-    outcomes: Counter[str] = field(default_factory=Counter)
-    seconds: float = 0.0
-
-    @property
-    def rate(self) -> float:
-        return sum(self.outcomes.values()) / self.seconds
-
-
-@contextmanager
-def steady_stream(clients: int = 4, rate: float = 80.0) -> Iterator[Stream]:
-    """`clients` threads send about `rate` requests/s in all (a new connection each) until
-    the block ends, counting outcomes: 'ok' or the failure seen."""
-    stream = Stream()
-    lock = threading.Lock()
-    stop = threading.Event()
-    interval = clients / rate
-
-    def client() -> None:
-        next_at = time.monotonic()
-        while not stop.is_set():
-            try:
-                with urllib.request.urlopen(LB_URL + "/whoami", timeout=30) as response:
-                    response.read()
-                    outcome = "ok" if response.status == 200 else f"status {response.status}"
-            except urllib.error.HTTPError as error:
-                outcome = f"status {error.code}"
-            except OSError as error:
-                outcome = type(error).__name__
-            with lock:
-                stream.outcomes[outcome] += 1
-            next_at += interval
-            time.sleep(max(0.0, next_at - time.monotonic()))
-
-    start = time.monotonic()
-    try:
-        with clients_running(client, clients, stop, join_timeout=60):
-            yield stream
-    finally:
-        stream.seconds = time.monotonic() - start
-
-
-def current_release(name: str) -> str:
-    return Path(get_host(name).check_output("readlink /srv/kit-app/current")).name
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,12 @@ HOSTVARS = {
 }  # fmt: skip
 
 # `show stat` as the runtime API prints it (columns trimmed to those read).
-SHOW_STAT = """# pxname,svname,qcur,qmax,scur,smax,stot,status
-public,FRONTEND,,,3,9,40,OPEN
-app,app-1-8001,2,5,4,12,17,UP
-app,app-1-8002,0,0,0,3,21,DRAIN
-app,app-2-8001,0,0,1,5,2,DOWN
-app,BACKEND,0,0,5,20,40,UP
+SHOW_STAT = """# pxname,svname,qcur,qmax,scur,smax,stot,eresp,status,hrsp_5xx
+public,FRONTEND,,,3,9,40,,OPEN,1
+app,app-1-8001,2,5,4,12,17,1,UP,3
+app,app-1-8002,0,0,0,3,21,0,DRAIN,0
+app,app-2-8001,0,0,1,5,2,0,DOWN,0
+app,BACKEND,0,0,5,20,40,1,UP,3
 """
 
 
@@ -56,12 +56,12 @@ def test_every_lb_that_published_its_endpoint_is_told_about_every_server_of_the_
     assert servers.haproxy_lb_servers(["lb-1"], HOSTVARS, "app-9") == []
 
 
-def test_show_stat_gives_status_requests_in_flight_or_queued_and_served() -> None:
+def test_show_stat_gives_status_requests_in_flight_or_queued_served_and_errors() -> None:
     rows = servers.haproxy_stat(SHOW_STAT, "app", ["app-1-8001", "app-1-8002", "app-9-8001"])
 
     assert rows == [
-        {"name": "app-1-8001", "status": "UP", "inflight": 6, "served": 17},
-        {"name": "app-1-8002", "status": "DRAIN", "inflight": 0, "served": 21},
-        {"name": "app-9-8001", "status": "MISSING", "inflight": 0, "served": 0},
+        {"name": "app-1-8001", "status": "UP", "inflight": 6, "served": 17, "errors": 4},
+        {"name": "app-1-8002", "status": "DRAIN", "inflight": 0, "served": 21, "errors": 0},
+        {"name": "app-9-8001", "status": "MISSING", "inflight": 0, "served": 0, "errors": 0},
     ]
     assert servers.haproxy_stat(SHOW_STAT, "other", ["app-1-8001"])[0]["status"] == "MISSING"

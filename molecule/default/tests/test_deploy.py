@@ -230,3 +230,35 @@ def test_a_node_that_never_becomes_ready_serves_again_and_stops_the_rollout() ->
     states.pop("BACKEND", None)
     assert states, stat
     assert set(states.values()) == {"UP"}, states
+
+
+def test_a_release_that_fails_requests_goes_back_after_its_bake_time(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Alive and ready, but /whoami answers 500: the first node serves it for its bake time,
+    its error rate through HAProxy is above deploy_max_error_rate, and it goes back to the
+    release it ran; the rollout stops there, and the site answers as before."""
+    source = tmp_path_factory.mktemp("failing") / "app_skeleton"
+    shutil.copytree(SKELETON, source, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    web = source / "src" / "kit_app" / "web.py"
+    docstring = '"""Which node, instance and worker served this request, and its request id."""'
+    assert docstring in web.read_text()
+    web.write_text(web.read_text().replace(docstring, docstring + "\n        abort(500)"))
+    before = {name: current_release(name) for name in CODE_HOSTS}
+    with steady_stream() as stream:
+        result = run_playbook(
+            "deploy.yml", "-e", f"app_source_dir={source}", "-e", "deploy_bake_time=5"
+        )
+    output = result.stdout + result.stderr
+    print(f"bake time: {dict(stream.outcomes)} in {stream.seconds:.1f}s")
+    assert result.returncode != 0, output[-4000:]
+    assert "TASK [Check the node's error rate over its bake time]" in output
+    assert "above deploy_max_error_rate" in output, output[-4000:]
+    assert "TASK [Stop the rollout at this node]" in output
+    assert {name: current_release(name) for name in CODE_HOSTS} == before
+    # Only the bake time's requests to the first node failed, and only with the app's 500.
+    assert set(stream.outcomes) <= {"ok", "status 500"}, stream.outcomes
+    assert stream.outcomes["status 500"] > 0, stream.outcomes
+    with steady_stream() as after:
+        time.sleep(3)
+    assert set(after.outcomes) == {"ok"}, after.outcomes

@@ -63,9 +63,10 @@ def haproxy_lb_servers(
 
 def haproxy_stat(show_stat: str, backend: str, names: Sequence[str]) -> list[dict[str, Any]]:
     """The named servers of `backend` in the output of the runtime API's `show stat`: name,
-    status (UP, DOWN, DRAIN, MAINT, ...), requests in flight (current sessions plus queued)
-    and served so far (total sessions). A named server missing from the output is reported
-    with status MISSING."""
+    status (UP, DOWN, DRAIN, MAINT, ...), requests in flight (current sessions plus queued),
+    served so far (total sessions) and errors so far (5xx answers from the server plus
+    responses that failed: aborted or empty). A named server missing from the output is
+    reported with status MISSING."""
     rows = {
         row["svname"]: row
         for row in csv.DictReader(io.StringIO(show_stat.lstrip("# ")))
@@ -75,12 +76,19 @@ def haproxy_stat(show_stat: str, backend: str, names: Sequence[str]) -> list[dic
     for name in names:
         row = rows.get(name)
         if row is None:
-            out.append({"name": name, "status": "MISSING", "inflight": 0, "served": 0})
+            out.append({"name": name, "status": "MISSING", "inflight": 0, "served": 0, "errors": 0})
             continue
         inflight = int(row.get("scur") or 0) + int(row.get("qcur") or 0)
         served = int(row.get("stot") or 0)
+        errors = int(row.get("hrsp_5xx") or 0) + int(row.get("eresp") or 0)
         out.append(
-            {"name": name, "status": row.get("status", ""), "inflight": inflight, "served": served}
+            {
+                "name": name,
+                "status": row.get("status", ""),
+                "inflight": inflight,
+                "served": served,
+                "errors": errors,
+            }
         )
     return out
 

@@ -6,6 +6,8 @@ so a host added to ``inventories/local`` is checked without editing a test.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import subprocess
 import sys
@@ -164,3 +166,13 @@ def steady_stream(clients: int = 4, rate: float = 80.0) -> Iterator[Stream]:
 
 def current_release(name: str) -> str:
     return Path(get_host(name).check_output("readlink /srv/kit-app/current")).name
+
+
+def server_states() -> dict[str, str]:
+    """Every server of the app backend on the first lb, with its status (UP, DRAIN, ...)."""
+    lb = get_host(INVENTORY.get_hosts("lb")[0])
+    stat = lb.check_output("echo 'show stat' | socat stdio /run/haproxy/admin.sock")
+    rows = csv.DictReader(io.StringIO(stat.lstrip("# ")))
+    return {
+        r["svname"]: r["status"] for r in rows if r["pxname"] == "app" and r["svname"] != "BACKEND"
+    }

@@ -9,13 +9,15 @@ green run: the workers' environment, every RQ worker taking jobs, and the migrat
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import shutil
 import subprocess
+import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +29,12 @@ from conftest import (
     INVENTORY,
     LB_URL,
     Stream,
+    clients_running,
     current_release,
     get_host,
     host_vars,
     run_playbook,
+    server_states,
     steady_stream,
 )
 
@@ -223,12 +227,8 @@ def test_a_node_that_never_becomes_ready_serves_again_and_stops_the_rollout() ->
     assert "TASK [Stop the rollout at this node]" in output
     assert {name: current_release(name) for name in CODE_HOSTS} == before
     assert set(stream.outcomes) == {"ok"}, stream.outcomes
-    lb = get_host(INVENTORY.get_hosts("lb")[0])
-    stat = lb.check_output("echo 'show stat' | socat stdio /run/haproxy/admin.sock")
-    rows = csv.DictReader(io.StringIO(stat.lstrip("# ")))
-    states = {r["svname"]: r["status"] for r in rows if r["pxname"] == "app"}
-    states.pop("BACKEND", None)
-    assert states, stat
+    states = server_states()
+    assert states
     assert set(states.values()) == {"UP"}, states
 
 
@@ -262,3 +262,69 @@ def test_a_release_that_fails_requests_goes_back_after_its_bake_time(
     with steady_stream() as after:
         time.sleep(3)
     assert set(after.outcomes) == {"ok"}, after.outcomes
+
+
+def test_a_drain_that_times_out_puts_the_node_back_in_rotation() -> None:
+    """Clients keep 4 s requests in flight on every instance, started at staggered times so
+    that some always have more than a 1 s deploy_drain_timeout left: the first node's drain
+    fails, the node goes back in rotation on the release it runs, and the message names it
+    and what failed. No request fails."""
+    before = {name: current_release(name) for name in CODE_HOSTS}
+    outcomes: Counter[str] = Counter()
+    stop = threading.Event()
+    starts = iter(range(8))
+
+    def slow_client() -> None:
+        time.sleep(next(starts) * 0.5)
+        while not stop.is_set():
+            try:
+                with urllib.request.urlopen(LB_URL + "/_test/sleep?s=4", timeout=30) as answer:
+                    answer.read()
+                    outcomes["ok" if answer.status == 200 else f"status {answer.status}"] += 1
+            except urllib.error.HTTPError as error:
+                outcomes[f"status {error.code}"] += 1
+            except OSError as error:
+                outcomes[type(error).__name__] += 1
+
+    with clients_running(slow_client, 8, stop, join_timeout=30):
+        result = run_playbook("deploy.yml", "-e", "deploy_drain_timeout=1")
+    output = result.stdout + result.stderr
+    print(f"drain timeout: {dict(outcomes)}")
+    assert result.returncode != 0, output[-4000:]
+    drain = "Wait until the host's servers are drained or UP, as asked by drain failed"
+    assert f"{APP_NODES[0]}: {drain}" in output, output[-4000:]
+    assert "It serves again." in output
+    assert {name: current_release(name) for name in CODE_HOSTS} == before
+    assert set(server_states().values()) == {"UP"}, server_states()
+    assert outcomes["ok"] > 0
+    assert set(outcomes) == {"ok"}, outcomes
+
+
+def test_a_node_whose_release_does_not_serve_stays_drained() -> None:
+    """The health path the deploy is given (/nope) is answered by no release: the first
+    node's instances fail it on the new release and on the one they go back to, so the node
+    stays drained, the message says so, and the clients never see it. No request fails."""
+    first = [name for name in server_states() if name.startswith(f"{APP_NODES[0]}-")]
+    try:
+        with steady_stream() as stream:
+            result = run_playbook(
+                "deploy.yml", "-e", "app_health_path=/nope", "-e", "deploy_ready_timeout=2"
+            )
+        output = result.stdout + result.stderr
+        print(f"stays drained: {dict(stream.outcomes)} in {stream.seconds:.1f}s")
+        assert result.returncode != 0, output[-4000:]
+        assert "do not answer /nope on it either: the node stays drained" in output, output[-4000:]
+        states = server_states()
+        assert {states[name] for name in first} == {"DRAIN"}, states
+        assert {s for name, s in states.items() if name not in first} == {"UP"}, states
+        assert set(stream.outcomes) == {"ok"}, stream.outcomes
+    finally:
+        lb = get_host(INVENTORY.get_hosts("lb")[0])
+        for name in first:
+            lb.check_output(
+                f"echo 'set server app/{name} state ready' | socat stdio /run/haproxy/admin.sock"
+            )
+    deadline = time.monotonic() + 20
+    while set(server_states().values()) != {"UP"} and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert set(server_states().values()) == {"UP"}, server_states()

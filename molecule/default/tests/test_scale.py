@@ -3,27 +3,24 @@ under steady traffic through HAProxy."""
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import shutil
 from pathlib import Path
 
 import pytest
-from conftest import INVENTORY, current_release, get_host, run_playbook, steady_stream
+from conftest import (
+    INVENTORY,
+    current_release,
+    get_host,
+    run_playbook,
+    server_states,
+    steady_stream,
+)
 
 LB = INVENTORY.get_hosts("lb")[0]
 APP_NODES = sorted(INVENTORY.get_hosts("app"))
 NODE = APP_NODES[-1]
 SKELETON = Path(__file__).resolve().parents[3] / "app_skeleton"
-
-
-def server_states() -> dict[str, str]:
-    stat = get_host(LB).check_output("echo 'show stat' | socat stdio /run/haproxy/admin.sock")
-    rows = csv.DictReader(io.StringIO(stat.lstrip("# ")))
-    return {
-        r["svname"]: r["status"] for r in rows if r["pxname"] == "app" and r["svname"] != "BACKEND"
-    }
 
 
 def running_instances(name: str) -> list[str]:

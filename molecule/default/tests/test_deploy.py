@@ -112,6 +112,21 @@ def test_rolling_deploy_under_steady_traffic_fails_no_request(rolling_deploy: De
         assert get_host(name).check_output(f"readlink -f /proc/{pids}/cwd").endswith(after[name])
 
 
+def test_the_workers_move_after_the_migration_and_before_any_web_node(
+    rolling_deploy: Deploy,
+) -> None:
+    """deploy_workers_first (the default): the first app node migrates and tries the
+    release, then the workers restart on it, and only then is any app node drained."""
+    output = rolling_deploy.output
+    migrated = output.index("TASK [app : Run the release's schema migration")
+    workers = output.index("TASK [rq_worker : ")
+    drained = output.index("TASK [Drain this node's instances in HAProxy")
+    assert migrated < workers < drained
+    first_play = output[: output.index("PLAY [Roll the release over the app nodes]")]
+    assert "TASK [app : Start a trial instance of release" in first_play
+    assert "RUNNING HANDLER [rq_worker : " in first_play
+
+
 def test_deploy_with_no_fact_cache_keeps_every_url_in_the_environment(
     rolling_deploy: Deploy,
 ) -> None:
@@ -237,7 +252,8 @@ def test_a_release_that_fails_requests_goes_back_after_its_bake_time(
 ) -> None:
     """Alive and ready, but /whoami answers 500: the first node serves it for its bake time,
     its error rate through HAProxy is above deploy_max_error_rate, and it goes back to the
-    release it ran; the rollout stops there, and the site answers as before."""
+    release it ran; the rollout stops there, and the site answers as before. The workers,
+    moved first, stay on the new release (its jobs are not what failed)."""
     source = tmp_path_factory.mktemp("failing") / "app_skeleton"
     shutil.copytree(SKELETON, source, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
     web = source / "src" / "kit_app" / "web.py"
@@ -245,6 +261,7 @@ def test_a_release_that_fails_requests_goes_back_after_its_bake_time(
     assert docstring in web.read_text()
     web.write_text(web.read_text().replace(docstring, docstring + "\n        abort(500)"))
     before = {name: current_release(name) for name in CODE_HOSTS}
+    tried = set(get_host(APP_NODES[0]).check_output("ls /srv/kit-app/releases").split())
     with steady_stream() as stream:
         result = run_playbook(
             "deploy.yml", "-e", f"app_source_dir={source}", "-e", "deploy_bake_time=5"
@@ -255,7 +272,9 @@ def test_a_release_that_fails_requests_goes_back_after_its_bake_time(
     assert "TASK [Check the node's error rate over its bake time]" in output
     assert "above deploy_max_error_rate" in output, output[-4000:]
     assert "TASK [Stop the rollout at this node]" in output
-    assert {name: current_release(name) for name in CODE_HOSTS} == before
+    assert {name: current_release(name) for name in APP_NODES} == {n: before[n] for n in APP_NODES}
+    new = set(get_host(APP_NODES[0]).check_output("ls /srv/kit-app/releases").split()) - tried
+    assert {current_release(name) for name in WORKER_HOSTS} == new, new
     # Only the bake time's requests to the first node failed, and only with the app's 500.
     assert set(stream.outcomes) <= {"ok", "status 500"}, stream.outcomes
     assert stream.outcomes["status 500"] > 0, stream.outcomes
@@ -269,7 +288,7 @@ def test_a_drain_that_times_out_puts_the_node_back_in_rotation() -> None:
     that some always have more than a 1 s deploy_drain_timeout left: the first node's drain
     fails, the node goes back in rotation on the release it runs, and the message names it
     and what failed. No request fails."""
-    before = {name: current_release(name) for name in CODE_HOSTS}
+    before = {name: current_release(name) for name in APP_NODES}
     outcomes: Counter[str] = Counter()
     stop = threading.Event()
     starts = iter(range(8))
@@ -294,7 +313,9 @@ def test_a_drain_that_times_out_puts_the_node_back_in_rotation() -> None:
     drain = "Wait until the host's servers are drained or UP, as asked by drain failed"
     assert f"{APP_NODES[0]}: {drain}" in output, output[-4000:]
     assert "It serves again." in output
-    assert {name: current_release(name) for name in CODE_HOSTS} == before
+    assert {name: current_release(name) for name in APP_NODES} == before
+    # The workers moved first, to the release the controller builds: the one the nodes run.
+    assert {current_release(name) for name in WORKER_HOSTS} == set(before.values())
     assert set(server_states().values()) == {"UP"}, server_states()
     assert outcomes["ok"] > 0
     assert set(outcomes) == {"ok"}, outcomes

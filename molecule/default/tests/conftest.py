@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -176,3 +178,18 @@ def server_states() -> dict[str, str]:
     return {
         r["svname"]: r["status"] for r in rows if r["pxname"] == "app" and r["svname"] != "BACKEND"
     }
+
+
+def skeleton_copy(directory: Path, version: str | None = None) -> Path:
+    """A copy of the kit's example application under `directory`, at `version` when given:
+    the source of a release other than the one the stack runs."""
+    source = directory / "app_skeleton"
+    skeleton = Path(__file__).resolve().parents[3] / "app_skeleton"
+    shutil.copytree(skeleton, source, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    if version is not None:
+        pyproject = source / "pyproject.toml"
+        text = pyproject.read_text()
+        pyproject.write_text(
+            re.sub(r'^version = ".*"$', f'version = "{version}"', text, flags=re.M)
+        )
+    return source

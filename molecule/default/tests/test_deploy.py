@@ -35,6 +35,7 @@ from conftest import (
     host_vars,
     run_playbook,
     server_states,
+    skeleton_copy,
     steady_stream,
 )
 
@@ -42,19 +43,13 @@ ROOT = Path(__file__).resolve().parents[3]
 APP_NODES = sorted(INVENTORY.get_hosts("app"))
 WORKER_HOSTS = sorted(INVENTORY.get_hosts("workers"))
 CODE_HOSTS = APP_NODES + WORKER_HOSTS
-SKELETON = ROOT / "app_skeleton"
 RQ_WORKER_DEFAULTS = yaml.safe_load((ROOT / "roles/rq_worker/defaults/main.yml").read_text())
 
 
 @pytest.fixture(scope="module")
 def new_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the app skeleton with a new version: a real new release."""
-    source = tmp_path_factory.mktemp("app") / "app_skeleton"
-    shutil.copytree(SKELETON, source, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
-    pyproject = source / "pyproject.toml"
-    text = re.sub(r'^version = ".*"$', 'version = "99.0.0"', pyproject.read_text(), flags=re.M)
-    pyproject.write_text(text)
-    return source
+    return skeleton_copy(tmp_path_factory.mktemp("app"), version="99.0.0")
 
 
 @pytest.fixture(scope="module")
@@ -254,8 +249,7 @@ def test_a_release_that_fails_requests_goes_back_after_its_bake_time(
     its error rate through HAProxy is above deploy_max_error_rate, and it goes back to the
     release it ran; the rollout stops there, and the site answers as before. The workers,
     moved first, stay on the new release (its jobs are not what failed)."""
-    source = tmp_path_factory.mktemp("failing") / "app_skeleton"
-    shutil.copytree(SKELETON, source, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    source = skeleton_copy(tmp_path_factory.mktemp("failing"))
     web = source / "src" / "kit_app" / "web.py"
     docstring = '"""Which node, instance and worker served this request, and its request id."""'
     assert docstring in web.read_text()

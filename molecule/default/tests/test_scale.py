@@ -3,8 +3,6 @@ under steady traffic through HAProxy."""
 
 from __future__ import annotations
 
-import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,13 +12,13 @@ from conftest import (
     get_host,
     run_playbook,
     server_states,
+    skeleton_copy,
     steady_stream,
 )
 
 LB = INVENTORY.get_hosts("lb")[0]
 APP_NODES = sorted(INVENTORY.get_hosts("app"))
 NODE = APP_NODES[-1]
-SKELETON = Path(__file__).resolve().parents[3] / "app_skeleton"
 
 
 def running_instances(name: str) -> list[str]:
@@ -46,11 +44,7 @@ def test_remove_node_refuses_a_host_that_is_not_an_app_node() -> None:
 def test_add_node_refuses_a_release_the_fleet_does_not_run(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    source = tmp_path_factory.mktemp("other") / "app_skeleton"
-    shutil.copytree(SKELETON, source, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
-    pyproject = source / "pyproject.toml"
-    text = re.sub(r'^version = ".*"$', 'version = "98.0.0"', pyproject.read_text(), flags=re.M)
-    pyproject.write_text(text)
+    source = skeleton_copy(tmp_path_factory.mktemp("other"), version="98.0.0")
     before = {name: current_release(name) for name in APP_NODES}
     result = run_playbook(
         "add_node.yml", "-e", f"add_node={NODE}", "-e", f"app_source_dir={source}"

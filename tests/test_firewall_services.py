@@ -95,3 +95,28 @@ def test_an_extra_rule_opens_its_port_to_its_groups() -> None:
     assert got["extra: port 9100"] == {
         "name": "extra: port 9100", "proto": "tcp", "ports": [9100], "from": [IPS["mon-1"]],
     }  # fmt: skip
+
+
+def test_every_exporter_is_open_to_the_monitoring_hosts_only() -> None:
+    exporters = [{"job": "node", "port": 9100}, {"job": "redis", "port": "9121"}]
+    got = services("redis-1", exporters_endpoints=exporters)
+
+    assert got["exporters"]["ports"] == [9100, 9121]
+    assert got["exporters"]["from"] == [IPS["mon-1"]]
+
+
+def test_prometheus_and_alertmanager_open_between_monitoring_hosts_gossip_only_when_clustered() -> (
+    None
+):
+    endpoint = {"prometheus_port": 9090, "alertmanager_port": "9093", "cluster_port": 0}
+    one = services("mon-1", monitoring_endpoint=endpoint)
+    several = services("mon-1", monitoring_endpoint=endpoint | {"cluster_port": "9094"})
+
+    assert one["Prometheus and Alertmanager"]["ports"] == [9090, 9093]
+    assert one["Prometheus and Alertmanager"]["from"] == [IPS["mon-1"]]
+    assert "Alertmanager gossip" not in one
+    assert several["Prometheus and Alertmanager"]["ports"] == [9090, 9093, 9094]
+    assert several["Alertmanager gossip"]["proto"] == "udp"
+    assert several["Alertmanager gossip"]["ports"] == [9094]
+    # Published on a host outside the monitoring group, it opens nothing.
+    assert "Prometheus and Alertmanager" not in services("db-1", monitoring_endpoint=endpoint)

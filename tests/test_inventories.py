@@ -61,12 +61,14 @@ def test_local_hosts_sit_on_the_stack_subnet() -> None:
         assert ip != gateway, f"{host} uses the gateway address {gateway}"
 
 
-def test_local_stack_publishes_only_the_load_balancers_on_loopback() -> None:
+def test_local_stack_publishes_only_the_load_balancers_and_monitoring_on_loopback() -> None:
     local_up = (ROOT / "ansible" / "local_up.yml").read_text()
     rest = local_up[local_up.index("kit_container_ports:") :]
     published = rest[: rest.index("kit_container_labels:")]
+    # HTTP and HTTPS of each lb; Prometheus and Alertmanager of the first monitoring host.
     assert "if item in groups['lb'] else []" in published
-    assert published.count("'127.0.0.1:'") == 2
+    assert "if item == (groups['monitoring'] | default([]) + [''])[0] else []" in published
+    assert published.count("'127.0.0.1:'") == 4
     # The shared container definition publishes those ports and no other.
     container = (ROOT / "ansible" / "tasks" / "systemd_container.yml").read_text()
     assert container.count("published_ports:") == 1

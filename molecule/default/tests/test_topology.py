@@ -8,7 +8,7 @@ testinfra_hosts = ALL_HOSTS
 
 
 def test_inventory_has_every_group_of_the_topology() -> None:
-    for group in ("lb", "app", "workers", "redis", "db_primary", "db_replicas"):
+    for group in ("lb", "app", "workers", "redis", "db_primary", "db_replicas", "monitoring"):
         assert INVENTORY.get_hosts(group), f"group {group} has no host"
 
 

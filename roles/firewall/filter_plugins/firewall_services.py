@@ -75,6 +75,19 @@ def firewall_services(
             a for a in _ips(ips_of, [*settings["client_groups"], settings["db_group"]]) if a != ip
         ]
         out.append({"name": "PostgreSQL", "ports": [int(postgresql["port"])], "from": peers})
+    exporters = published.get("exporters_endpoints")
+    if exporters and monitoring:
+        out.append({"name": "exporters", "ports": [int(e["port"]) for e in exporters],
+                    "from": monitoring})  # fmt: skip
+    prometheus = published.get("monitoring_endpoint")
+    if prometheus and member("monitoring_group"):
+        gossip = int(prometheus["cluster_port"])
+        ports = [int(prometheus["prometheus_port"]), int(prometheus["alertmanager_port"])]
+        ports += [gossip] if gossip else []
+        out.append({"name": "Prometheus and Alertmanager", "ports": ports, "from": monitoring})
+        if gossip:
+            out.append({"name": "Alertmanager gossip", "proto": "udp", "ports": [gossip],
+                        "from": monitoring})  # fmt: skip
     for rule in settings["extra_rules"]:
         sources = _ips(ips_of, rule["from_groups"])
         out.append({"name": f"extra: port {rule['port']}", "proto": rule.get("proto", "tcp"),

@@ -1,0 +1,65 @@
+"""The exporters role on a Redis host: node_exporter and one exporter per Redis instance, each
+on the host's private address only, each reading its own instance as the monitoring user."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+# A GET from inside the container (the base image has Python, not curl).
+FETCH = (
+    "python3 -c 'import sys, urllib.request;"
+    " print(urllib.request.urlopen(sys.argv[1]).read().decode())'"
+)
+# The redis role's default instances: exporter port, name, maxmemory.
+INSTANCES = [(9121, "sessions", 256 << 20), (9122, "cache", 256 << 20), (9123, "queues", 512 << 20)]
+
+
+def address(host) -> str:
+    return str(host.interface("eth0").addresses[0])
+
+
+def metrics(host, port: int) -> str:
+    return str(host.check_output(f"{FETCH} http://%s:%s/metrics", address(host), str(port)))
+
+
+def value(text: str, name: str) -> float:
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    assert match, f"{name} not exported"
+    return float(match.group(1))
+
+
+def test_every_exporter_listens_on_the_private_address_only(host) -> None:
+    listening = host.check_output("ss -Hltn")
+    for port in [9100] + [p for p, _, _ in INSTANCES]:
+        sockets = re.findall(rf"\s(\S+):{port}\s", listening)
+        assert sockets == [address(host)], f"port {port}: {sockets}"
+    # Debian's own single exporter is masked: it would listen on every address.
+    enabled = host.run("systemctl is-enabled prometheus-redis-exporter.service").stdout.strip()
+    assert enabled == "masked"
+
+
+def test_node_exporter_reports_the_host(host) -> None:
+    text = metrics(host, 9100)
+    assert value(text, "node_memory_MemTotal_bytes") > 0
+    assert "node_filesystem_avail_bytes" in text
+
+
+@pytest.mark.parametrize(("port", "name", "maxmemory"), INSTANCES, ids=[n for _, n, _ in INSTANCES])
+def test_each_redis_exporter_reads_its_own_instance(
+    host, port: int, name: str, maxmemory: int
+) -> None:
+    text = metrics(host, port)
+    assert value(text, "redis_up") == 1
+    assert value(text, "redis_memory_max_bytes") == maxmemory, name
+
+
+def test_the_monitoring_user_reads_the_state_and_no_key(host) -> None:
+    cli = "valkey-cli" if host.system_info.release.split(".")[0] == "13" else "redis-cli"
+    auth = f"REDISCLI_AUTH=molecule-monitor {cli} --no-auth-warning --user monitor -p 6379"
+    assert "used_memory" in host.check_output(f"{auth} INFO memory")
+    assert "NOPERM" in host.run(f"{auth} GET some-session").stdout
+    assert "NOPERM" in host.run(f"{auth} SET some-session x").stdout
+    # The password is in the unit's environment file, never on a command line.
+    assert "molecule-monitor" not in host.check_output("ps -eo args")

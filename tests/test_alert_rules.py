@@ -35,6 +35,9 @@ ALERT_DEFAULTS: dict[str, Any] = {
     "monitoring_alert_reaper_recycles": 20,
     "monitoring_alert_reaper_window": "10m",
     "monitoring_alert_pgbouncer_waiting_for": "1m",
+    "monitoring_alert_queue_depth": 1000,
+    "monitoring_alert_queue_for": "10m",
+    "monitoring_alert_failed_jobs": 10,
 }
 # Computed by the role from the inventory's db_replicas group.
 ROLE_FACTS: dict[str, Any] = {"__monitoring_db_replicas": 1}

@@ -122,3 +122,25 @@ def test_a_stopped_replica_fires_replication_broken_then_resolves() -> None:
         f"{REPLICAS[0]} stopped: alert after {fired:.0f} s;"
         f" resolved {resolved:.0f} s after the start"
     )
+
+
+def test_prometheus_counts_the_rq_workers_the_workers_hosts_run() -> None:
+    running = 0
+    for name in INVENTORY.get_hosts("workers"):
+        units = get_host(name).check_output(
+            "systemctl list-units --state=active --plain --no-legend 'rq-worker@*.service'"
+        )
+        running += len(units.splitlines())
+
+    def counted() -> float:
+        answer = requests.get(
+            f"{PROMETHEUS_URL}/api/v1/query",
+            params={"query": 'sum(redis_key_size{key="rq:workers"})'},
+            timeout=10,
+        )
+        answer.raise_for_status()
+        result = answer.json()["data"]["result"]
+        return float(result[0]["value"][1]) if result else 0.0
+
+    assert running > 0
+    wait_for("the workers registered in the queues instance", lambda: counted() == running, 30)

@@ -59,6 +59,7 @@ def test_prometheus_scrapes_every_target_the_inventory_implies_all_up() -> None:
     expected = {
         "node": len(hosts),
         "postgres": len(INVENTORY.get_hosts("db")),
+        "pgbouncer": len(set(APP_NODES) | set(INVENTORY.get_hosts("workers"))),
         "redis": sum(redis_instances.values()),
         "haproxy": len(LBS),
         "reaper": len(APP_NODES),

@@ -90,7 +90,7 @@ def hosts_file() -> dict[str, object]:
                 "redis": group("redis"),
                 "db": {"children": {"db_primary": group("db_primary"),
                                     "db_replicas": group("db_replicas")}},
-                "monitoring": {"hosts": {}},
+                "monitoring": group("monitoring"),
             }
         }
     }  # fmt: skip

@@ -3,12 +3,17 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import fakeredis
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse
 
 from kit_app import create_app
 from kit_app.settings import Settings
@@ -189,3 +194,34 @@ def test_logs_are_json_lines_with_the_request_id(
     enqueued = next(x for x in lines if x["message"] == "job enqueued")
     assert enqueued["request_id"] == "rid-42"
     assert enqueued["level"] == logging.getLevelName(logging.INFO)
+
+
+@pytest.mark.parametrize(
+    ("path", "route"),
+    [("/jobs/abc", "/jobs/<job_id>"), ("/cache/fibonacci/12", "/cache/fibonacci/<int:n>"),
+     ("/no/such/page", "<unmatched>")],
+)  # fmt: skip
+def test_each_request_names_its_route_template_for_the_metrics(
+    client: FlaskClient, path: str, route: str
+) -> None:
+    """The kit's request metrics label by environ["kit.route"]: the template, never the
+    raw path (a path per job id would be a series per job)."""
+    seen: dict[str, Any] = {}
+    inner = client.application.wsgi_app
+
+    def keep_environ(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        # What gunicorn's post_request hook sees: the environ the app was called with.
+        answer = inner(environ, start_response)
+        seen.update(environ)
+        return answer
+
+    client.application.wsgi_app = keep_environ  # type: ignore[method-assign]
+    client.get(path)
+    assert seen["kit.route"] == route
+
+
+def test_an_enqueued_job_is_counted_by_queue(client: FlaskClient) -> None:
+    before = REGISTRY.get_sample_value("kit_app_jobs_enqueued_total", {"queue": "low"}) or 0.0
+    assert client.post("/jobs?queue=low").status_code == 202
+    after = REGISTRY.get_sample_value("kit_app_jobs_enqueued_total", {"queue": "low"})
+    assert after == before + 1

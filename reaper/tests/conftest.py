@@ -45,6 +45,7 @@ threads = {threads}
 timeout = 300
 graceful_timeout = 10
 loglevel = "info"
+max_requests = {max_requests}
 """
 
 
@@ -155,7 +156,13 @@ def in_background(server: Gunicorn, path: str, request_id: str | None = None) ->
 def start_gunicorn(tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
     started: list[Gunicorn] = []
 
-    def start(worker_class: str = "sync", workers: int = 2, threads: int = 1) -> Gunicorn:
+    def start(
+        worker_class: str = "sync",
+        workers: int = 2,
+        threads: int = 1,
+        max_requests: int = 0,
+        metrics_dir: Path | None = None,
+    ) -> Gunicorn:
         directory = tmp_path / "scoreboard"
         port = free_port()
         conf = tmp_path / "gunicorn.conf.py"
@@ -168,8 +175,13 @@ def start_gunicorn(tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
                 workers=workers,
                 worker_class=worker_class,
                 threads=threads,
+                max_requests=max_requests,
             )
         )
+        env = dict(os.environ)
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        if metrics_dir is not None:
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         log = tmp_path / "gunicorn.log"
         with open(log, "wb") as out:
             process = subprocess.Popen(
@@ -177,6 +189,7 @@ def start_gunicorn(tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=tmp_path,
+                env=env,
             )
         server = Gunicorn(directory, port, workers, process, log)
         started.append(server)
@@ -235,9 +248,11 @@ class RunningReaper:
 
 
 @contextmanager
-def running_reaper(config: Config) -> Iterator[RunningReaper]:
+def running_reaper(config: Config, py_spy: str | None = None) -> Iterator[RunningReaper]:
     events: list[Event] = []
     reaper = Reaper(config, emit=events.append)
+    if py_spy is not None:
+        reaper._py_spy = py_spy
     stop = threading.Event()
     thread = threading.Thread(target=reaper.run, args=(stop,), daemon=True)
     thread.start()

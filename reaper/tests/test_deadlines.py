@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from conftest import (
@@ -104,3 +106,27 @@ def test_idle_workers_are_not_killed(start_gunicorn: Callable[..., Gunicorn]) ->
 
     assert server.worker_pids() == pids
     assert running.find(event="kill") is None
+
+
+def test_stacks_are_read_without_holding_up_the_scans(
+    start_gunicorn: Callable[..., Gunicorn], tmp_path: Path
+) -> None:
+    """py-spy's dump of a stuck worker runs beside the scan loop: the reaper keeps scanning
+    while it reads, then signals the worker with the stack in the kill event."""
+    fake = tmp_path / "py-spy"
+    fake.write_text('#!/bin/sh\nsleep 2\necho "Thread 1 (active): fake stack of $3"\n')
+    fake.chmod(0o755)
+    server = start_gunicorn("sync", workers=2)
+    config = dataclasses.replace(reaper_config(server.directory), stacks=True)
+    with running_reaper(config, py_spy=str(fake)) as running:
+        stuck = in_background(server, "/sleep?s=60", request_id="dumped")
+        slot = wait_for("the stuck request", lambda: server.busy_slot("dumped"))
+        wait_for("the dump to start", lambda: running.reaper.dumping() or None)
+        scans = running.reaper.scans
+        kill = wait_for("the kill", lambda: running.find(event="kill", signal="SIGABRT"))
+        # 2 s of dump at a scan every 0.2 s: the loop went on meanwhile.
+        assert running.reaper.scans - scans >= 5
+        stuck.join()
+    assert kill["pid"] == slot.pid
+    assert kill["stack"] == f"Thread 1 (active): fake stack of {slot.pid}\n"
+    assert stuck.cut_short(), stuck

@@ -5,6 +5,10 @@
     /grow?mb=N[&hold=S]   allocates N MB, keeps it for the worker's lifetime, holds S seconds
                           (also under any prefix)
     /pid                  the worker's pid
+    /boom                 raises (gunicorn answers 500)
+
+Each request names its route in environ["kit.route"], the way an app reports it for the
+request metrics: the path, or "/unknown" for a 404.
 
 Every response carries the worker's pid in X-Worker-Pid and as its body (but /healthz).
 """
@@ -26,6 +30,9 @@ def app(environ: dict[str, object], start_response: StartResponse) -> Iterable[b
     query = parse_qs(str(environ.get("QUERY_STRING", "")))
     pid = str(os.getpid())
     status, body = "200 OK", pid.encode()
+    environ["kit.route"] = path
+    if path == "/boom":
+        raise RuntimeError("boom")
     if path == "/healthz":
         body = b"ok"
     elif path.endswith("/sleep"):
@@ -36,6 +43,7 @@ def app(environ: dict[str, object], start_response: StartResponse) -> Iterable[b
         time.sleep(float(query.get("hold", ["0"])[0]))
     elif path != "/pid":
         status, body = "404 Not Found", b"not found"
+        environ["kit.route"] = "/unknown"
     start_response(
         status,
         [

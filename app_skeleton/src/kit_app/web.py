@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Flask, Response, abort, jsonify, request, session
 from flask_session import Session
+from prometheus_client import Counter
 from redis import Redis
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
@@ -29,6 +30,9 @@ from kit_app.settings import Settings
 QUEUES = ("high", "default", "low")
 # Memory held by /_test/hold, per worker process: the reaper's recycling is tested with it.
 _held: list[bytearray] = []
+# The app's own metric, beside the requests the kit counts for every app: under gunicorn
+# (PROMETHEUS_MULTIPROC_DIR set) it lands in the workers' files the reaper serves.
+JOBS_ENQUEUED = Counter("kit_app_jobs_enqueued", "Jobs the app put on a queue", ["queue"])
 
 
 def _redis(url: str) -> Redis | None:
@@ -72,6 +76,13 @@ def create_app(
     )
     if sessions is not None:
         Session(app)
+
+    @app.before_request
+    def name_the_route() -> None:
+        """The route's template for the kit's request metrics (kit.route): /items/<int:id>,
+        never the raw path, so every URL does not become a series of its own."""
+        rule = request.url_rule
+        request.environ["kit.route"] = rule.rule if rule is not None else "<unmatched>"
 
     def need(client: Redis | None, what: str) -> Redis:
         if client is None:
@@ -167,6 +178,7 @@ def create_app(
             failure_ttl=7 * 86400,
             meta={"request_id": request.headers.get(REQUEST_ID_HEADER, "")},
         )
+        JOBS_ENQUEUED.labels(queue_name).inc()
         log.info("job enqueued", extra={"job_id": job.id, "queue": queue_name})
         return jsonify(id=job.id, queue=queue_name), 202
 

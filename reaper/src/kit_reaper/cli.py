@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         reaper.close()
         return 0
     if config.metrics.port is not None:
+        if config.metrics.app_dir is not None:
+            metrics.add_app_metrics(config.metrics.app_dir)
         metrics.serve(config.metrics.address, config.metrics.port)
 
     stop = threading.Event()

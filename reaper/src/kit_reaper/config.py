@@ -22,6 +22,8 @@
     [metrics]
     address = "127.0.0.1"
     port = 9405                      # leave out to serve no metrics
+    app_dir = "/dev/shm/kit-metrics" # the workers' request metrics (kit_reaper.appmetrics),
+                                     # one directory per instance (none there: none served)
 
 An error names the key, what was expected and what was found.
 """
@@ -36,6 +38,7 @@ from pathlib import Path
 from kit_reaper.policy import Deadlines
 
 DEFAULT_SCOREBOARD_DIR = Path("/dev/shm/kit-reaper")
+DEFAULT_APP_METRICS_DIR = Path("/dev/shm/kit-metrics")
 _MIB = 1024 * 1024
 
 
@@ -84,6 +87,8 @@ class MetricsConfig:
     # Every worker's USS for the gauge is read this often; candidates (RSS over the
     # limit) are read every scan regardless.
     uss_interval_s: float = 15.0
+    # gunicorn's request metrics, a directory per instance (kit_reaper.appmetrics).
+    app_dir: Path | None = DEFAULT_APP_METRICS_DIR
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,7 @@ def parse(data: Mapping[str, object], source: str = "config") -> Config:
             address=metrics.string("address", "127.0.0.1"),
             port=metrics.optional_integer("port", minimum=0, maximum=65535),
             uss_interval_s=metrics.number("uss_interval_s", 15.0, minimum=0.0),
+            app_dir=Path(metrics.string("app_dir", str(DEFAULT_APP_METRICS_DIR))),
         ),
     )
     for table in (top, deadline, memory, metrics):

@@ -29,6 +29,11 @@ Who writes what, and why no lock is needed:
   thread for gthread; one per worker for sync; up to 64 concurrent requests for async workers.
 - ``child_exit`` (arbiter, after the worker is reaped): clears the group.
 
+With PROMETHEUS_MULTIPROC_DIR set, the same hooks count every request and its duration
+(`kit_reaper.appmetrics`): ``on_starting`` empties the directory, ``post_fork`` creates the
+worker's metrics, ``pre_request``/``post_request`` record, ``child_exit`` folds the dead
+worker's files into the archive.
+
 Each slot so has a single writer at a time; the seqlock in `kit_reaper.scoreboard` lets the
 reaper detect a read that overlapped a write.
 """
@@ -46,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from kit_reaper import procfs, scoreboard
+from kit_reaper import appmetrics, procfs, scoreboard
 from kit_reaper.config import DEFAULT_SCOREBOARD_DIR
 from kit_reaper.scoreboard import Board, SlotState
 
@@ -66,6 +71,7 @@ ASYNC_SLOTS_MAX = 64
 _GROUP_ATTR = "kit_reaper_group"
 _SLOT_ATTR = "kit_reaper_slot"
 _REQUEST_ID = "X-REQUEST-ID"
+_STARTED_ATTR = "kit_reaper_started"
 
 
 class _Log(Protocol):
@@ -133,6 +139,7 @@ class _WorkerState:
 _settings = _Settings()
 _board: Board | None = None  # the arbiter's mapping, inherited by every worker
 _worker: _WorkerState | None = None  # set in a worker by post_fork
+_requests: appmetrics.RequestMetrics | None = None  # set in a worker by post_fork
 
 
 def configure(
@@ -204,6 +211,9 @@ def on_starting(server: _Server) -> None:
     pid = os.getpid()
     directory.mkdir(mode=0o755, parents=True, exist_ok=True)
     _remove_stale(directory, instance)
+    metrics = appmetrics.directory()
+    if metrics is not None:
+        appmetrics.reset(metrics)
     path = scoreboard.create(
         directory,
         instance=instance,
@@ -237,7 +247,9 @@ def pre_fork(server: _Server, worker: object) -> None:
 
 
 def post_fork(server: _Server, worker: _Worker) -> None:
-    global _worker
+    global _worker, _requests
+    if appmetrics.directory() is not None:
+        _requests = appmetrics.RequestMetrics(_instance(server))
     group = getattr(worker, _GROUP_ATTR, None)
     if _board is None or group is None:
         server.log.warning(
@@ -263,6 +275,9 @@ def _request_id(headers: Sequence[tuple[str, str]]) -> str:
 
 
 def pre_request(worker: _Worker, req: _Request) -> None:
+    if _requests is not None:
+        setattr(req, _STARTED_ATTR, time.perf_counter())
+        _requests.started()
     state = _worker
     if state is None:
         return
@@ -294,6 +309,12 @@ def pre_request(worker: _Worker, req: _Request) -> None:
 
 
 def post_request(worker: _Worker, req: _Request, environ: object, resp: object) -> None:
+    started = getattr(req, _STARTED_ATTR, None)
+    if _requests is not None and started is not None:
+        # No response: the app raised before answering, and gunicorn answered 500.
+        status = getattr(resp, "status_code", None) or 500
+        _requests.finished(req.method, environ, status, time.perf_counter() - started)
+        delattr(req, _STARTED_ATTR)
     state = _worker
     index = getattr(req, _SLOT_ATTR, None)
     if state is None or index is None:
@@ -332,6 +353,13 @@ def worker_exit(server: _Server, worker: _Worker) -> None:
 
 def child_exit(server: _Server, worker: object) -> None:
     _clear_group(worker)
+    metrics = appmetrics.directory()
+    pid = getattr(worker, "pid", None)
+    if metrics is not None and isinstance(pid, int):
+        try:
+            appmetrics.retire(metrics, pid)
+        except OSError as e:
+            server.log.warning("kit_reaper: worker %s's metrics not archived: %s", pid, e)
 
 
 def on_exit(server: _Server) -> None:

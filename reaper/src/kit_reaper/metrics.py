@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from kit_reaper.appmetrics import Collector
 
 
 class Metrics:
@@ -63,6 +66,10 @@ class Metrics:
             with contextlib.suppress(KeyError):
                 self.private_bytes.remove(*labels)
         self._workers = live
+
+    def add_app_metrics(self, root: Path) -> None:
+        """Serve the gunicorn workers' request metrics too (kit_reaper.appmetrics)."""
+        self.registry.register(Collector(root))
 
     def serve(self, address: str, port: int) -> None:
         start_http_server(port, addr=address, registry=self.registry)

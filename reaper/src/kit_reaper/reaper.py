@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +58,29 @@ Emit = Callable[[Event], None]
 _FIRST_SIGNAL = {Reason.DEADLINE: signal.SIGABRT, Reason.MEMORY: signal.SIGTERM}
 _KILL_REASON = {Reason.DEADLINE: "abort_grace_expired", Reason.MEMORY: "drain_expired"}
 STACK_TIMEOUT_S = 5.0
+
+
+def find_py_spy() -> str | None:
+    """py-spy beside the reaper's own interpreter (the release's venv, whose wheelhouse
+    ships it), else on PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    if os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("py-spy")
+
+
+@dataclass
+class _Dump:
+    """A worker past its deadline whose stacks py-spy is reading, in a thread of its own:
+    the worker is signalled once the dump ends (or times out), and the scans go on."""
+
+    board: Board
+    worker: Worker
+    slot: Slot
+    deadline_s: float
+    handle: ProcessHandle
+    private_bytes: int | None
+    stack: Future[str | None]
 
 
 def json_emitter(stream: TextIO = sys.stderr) -> Emit:
@@ -152,7 +176,9 @@ class Reaper:
         self._reported = _Reported()
         self._uss_due = 0.0
         self.scans = 0
-        self._py_spy = shutil.which("py-spy") if config.stacks else None
+        self._py_spy = find_py_spy() if config.stacks else None
+        self._dumps: dict[WorkerKey, _Dump] = {}
+        self._dumper: ThreadPoolExecutor | None = None
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -180,6 +206,12 @@ class Reaper:
         self.emit({"event": "stopped"})
 
     def close(self) -> None:
+        for dump in self._dumps.values():
+            dump.handle.close()
+        self._dumps.clear()
+        if self._dumper is not None:
+            self._dumper.shutdown(wait=False, cancel_futures=True)
+            self._dumper = None
         for board in self._boards.values():
             board.close()
         self._boards.clear()
@@ -191,6 +223,7 @@ class Reaper:
         began = time.perf_counter()
         now = time.monotonic()
         self._follow_up(now)
+        self._finish_dumps(now)
         sample_all_uss = self.config.metrics.port is not None and now >= self._uss_due
         if sample_all_uss:
             self._uss_due = now + self.config.metrics.uss_interval_s
@@ -325,7 +358,7 @@ class Reaper:
 
     def _deadlines(self, board: Board, workers: list[Worker], now: float) -> None:
         for worker in workers:
-            if worker.key in self.signalled:
+            if worker.key in self.signalled or worker.key in self._dumps:
                 continue
             late = overdue(worker.slots, self.deadlines, now)
             if late:
@@ -340,7 +373,45 @@ class Reaper:
         if handle is None:
             return
         uss = procfs.read_uss_bytes(worker.key.pid)
-        stack = self._stack(worker.key.pid)
+        if self._py_spy is not None:
+            # Its stacks first, while it is still stuck; read in a thread, so this scan and
+            # the next go on, and signalled by _finish_dumps once the dump is done.
+            if self._dumper is None:
+                self._dumper = ThreadPoolExecutor(2, thread_name_prefix="kit-reaper-py-spy")
+            stack = self._dumper.submit(self._stack, worker.key.pid)
+            self._dumps[worker.key] = _Dump(board, worker, slot, deadline_s, handle, uss, stack)
+            return
+        self._signal_overdue(board, worker, slot, deadline_s, handle, uss, None, now)
+
+    def dumping(self) -> set[int]:
+        """The pids whose stacks py-spy is reading."""
+        return {key.pid for key in list(self._dumps)}
+
+    def _finish_dumps(self, now: float) -> None:
+        for key, dump in list(self._dumps.items()):
+            if not dump.stack.done():
+                continue  # py-spy has its own timeout (STACK_TIMEOUT_S)
+            del self._dumps[key]
+            stack = dump.stack.result()
+            if dump.board.closed:  # its instance stopped meanwhile
+                dump.handle.close()
+                continue
+            self._signal_overdue(
+                dump.board, dump.worker, dump.slot, dump.deadline_s, dump.handle,
+                dump.private_bytes, stack, now,
+            )  # fmt: skip
+
+    def _signal_overdue(
+        self,
+        board: Board,
+        worker: Worker,
+        slot: Slot,
+        deadline_s: float,
+        handle: ProcessHandle,
+        uss: int | None,
+        stack: str | None,
+        now: float,
+    ) -> None:
         # Re-read the slot last: the request may have finished while we looked.
         if not same_request(slot, board.read_slot(slot.index)):
             handle.close()

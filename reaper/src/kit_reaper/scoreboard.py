@@ -265,6 +265,10 @@ class Board:
         self._words.release()
         self._map.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._map.closed
+
     def _offset(self, index: int) -> int:
         if not 0 <= index < self.header.slot_count:
             raise IndexError(f"slot {index} outside 0..{self.header.slot_count - 1}")

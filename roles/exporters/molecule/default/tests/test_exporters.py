@@ -79,3 +79,41 @@ def test_the_queues_exporter_reports_each_queue_depth_and_registry(host) -> None
         host.check_output(f"{admin} DEL rq:queue:default rq:registry:failed:low")
     # Reading sizes is all the exporter did: the server refused it nothing.
     assert host.check_output(f"{admin} ACL LOG") == ""
+
+
+def script_values(text: str) -> dict[str, float]:
+    """redis_script_values by key (the script's file may be a label too, by version)."""
+    pattern = r'^redis_script_values\{[^}]*key="([^"]+)"[^}]*\} (\S+)$'
+    found = re.findall(pattern, text, re.MULTILINE)
+    return {key: float(number) for key, number in found}
+
+
+def test_the_queues_exporter_sums_the_rq_workers_and_reads_no_job(host) -> None:
+    cli = "valkey-cli" if host.system_info.release.split(".")[0] == "13" else "redis-cli"
+    admin = f"REDISCLI_AUTH=molecule-admin {cli} --no-auth-warning --user admin -p 6380"
+    monitor = f"REDISCLI_AUTH=molecule-monitor {cli} --no-auth-warning --user monitor -p 6380"
+    keys = "rq:workers rq:worker:a rq:worker:b rq:job:j1"
+    host.check_output(f"{admin} DEL {keys}")
+    host.check_output(f"{admin} SADD rq:workers rq:worker:a rq:worker:b")
+    host.check_output(
+        f"{admin} HSET rq:worker:a state busy successful_job_count 3 failed_job_count 1"
+        " total_working_time 1.5"
+    )
+    host.check_output(f"{admin} HSET rq:worker:b state idle successful_job_count 2")
+    host.check_output(f"{admin} HSET rq:job:j1 data secret")
+    try:
+        found = script_values(metrics(host, 9123))
+        assert found == {
+            "rq_workers_busy": 1,
+            "rq_workers_idle": 1,
+            "rq_jobs_succeeded": 5,
+            "rq_jobs_failed": 1,
+            "rq_working_seconds": 1.5,
+        }
+        assert host.check_output(f"{admin} ACL LOG") == ""
+        # The workers' hashes, through the script, and nothing else: no job's data.
+        assert "NOPERM" in host.run(f"{monitor} HMGET rq:job:j1 data").stdout
+        assert "NOPERM" in host.run(f"{monitor} HGETALL rq:worker:a").stdout
+    finally:
+        host.check_output(f"{admin} DEL {keys}")
+        host.check_output(f"{admin} ACL LOG RESET")

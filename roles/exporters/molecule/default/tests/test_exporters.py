@@ -68,15 +68,15 @@ def test_the_monitoring_user_reads_the_state_and_no_key(host) -> None:
 def test_the_queues_exporter_reports_each_queue_depth_and_registry(host) -> None:
     cli = "valkey-cli" if host.system_info.release.split(".")[0] == "13" else "redis-cli"
     admin = f"REDISCLI_AUTH=molecule-admin {cli} --no-auth-warning --user admin -p 6380"
-    host.check_output(f"{admin} DEL rq:queue:default rq:registry:failed:low")
+    host.check_output(f"{admin} DEL rq:queue:default rq:failed:low")
     host.check_output(f"{admin} RPUSH rq:queue:default job-1 job-2 job-3")
-    host.check_output(f"{admin} ZADD rq:registry:failed:low 1 job-4")
+    host.check_output(f"{admin} ZADD rq:failed:low 1 job-4")
     try:
         text = metrics(host, 9123)
         assert value(text, 'redis_key_size{db="db0",key="rq:queue:default"}') == 3
-        assert value(text, 'redis_key_size{db="db0",key="rq:registry:failed:low"}') == 1
+        assert value(text, 'redis_key_size{db="db0",key="rq:failed:low"}') == 1
     finally:
-        host.check_output(f"{admin} DEL rq:queue:default rq:registry:failed:low")
+        host.check_output(f"{admin} DEL rq:queue:default rq:failed:low")
     # Reading sizes is all the exporter did: the server refused it nothing.
     assert host.check_output(f"{admin} ACL LOG") == ""
 

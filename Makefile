@@ -38,7 +38,7 @@ DJANGO_STAMP := $(DJANGO_VENV)/.installed
 REAPER_VENV  := .cache/reaper-venv
 REAPER_STAMP := $(REAPER_VENV)/.installed
 
-.PHONY: help setup engine image up converge smoke down lint unit molecule molecule-stack molecule-roles test env docs bench loadtest clean
+.PHONY: help setup engine image up converge smoke down lint unit molecule molecule-stack molecule-roles test env docs bench loadtest screenshot clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -147,6 +147,10 @@ CLIENTS  ?= 5000
 DURATION ?= 60
 loadtest: setup ## Keep-alive clients with think time through every lb: make loadtest CLIENTS=50000 DURATION=60
 	python benchmarks/loadtest.py --clients $(CLIENTS) --duration $(DURATION)
+
+# KIT_PROMETHEUS_URL (the local stack's by default), KIT_SCREENSHOT_RANGE (30m): see the script.
+screenshot: ## Screenshot Prometheus's page of graphs per tier (/consoles/kit.html) into .cache/screenshots (installs chromium when missing)
+	@scripts/screenshot.sh
 
 clean: down ## Remove the stack and the virtualenv
 	rm -rf $(VENV) .cache

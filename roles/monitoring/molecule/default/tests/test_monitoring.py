@@ -73,3 +73,9 @@ def test_the_pages_listen_on_the_private_address_only(host) -> None:
     address = host.interface("eth0").addresses[0]
     for port in (9090, 9093):
         assert re.findall(rf"\s(\S+):{port}\s", listening) == [address], port
+
+
+def test_prometheus_serves_the_page_of_graphs(host) -> None:
+    address = host.interface("eth0").addresses[0]
+    page = host.check_output(f"{FETCH} %s", f"http://{address}:9090/consoles/kit.html")
+    assert '<script type="application/json" id="kit-panels">' in page

@@ -72,6 +72,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: it sees every request, and names its route for the kit's request metrics.
+    "guestbook_site.metrics.RouteForMetrics",
     "django.middleware.security.SecurityMiddleware",
     # WhiteNoise right after SecurityMiddleware: static files skip everything below it.
     "whitenoise.middleware.WhiteNoiseMiddleware",

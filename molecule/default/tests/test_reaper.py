@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 import uuid
 
-from conftest import INVENTORY, get_host, host_vars
+from conftest import INVENTORY, current_release, get_host, host_vars
 
 LB_URL = str(host_vars(INVENTORY.get_hosts("lb")[0])["local_stack_lb_url"])
 APP_NODES = sorted(INVENTORY.get_hosts("app"))
@@ -50,4 +50,16 @@ def test_sleep_through_the_lb_past_its_deadline_is_killed_and_logged_on_its_node
     name, event = mine[0]
     assert event["path"] == "/_test/sleep"
     assert event["age_s"] >= 5
+    # py-spy, shipped in the release, read the stuck worker's stacks before the kill.
+    assert "sleep (kit_app/web.py:" in (event["stack"] or ""), event["stack"]
     print(f"killed on {name} after {event['age_s']}s; client saw {status} after {elapsed:.1f}s")
+
+
+def test_the_reaper_runs_the_current_release_on_every_node() -> None:
+    """The reaper runs kit_reaper from the app's release: after the deploys and rollbacks
+    the earlier checks made, it was restarted onto each node's current release."""
+    for name in APP_NODES:
+        node = get_host(name)
+        pid = node.check_output("systemctl show -p MainPID --value kit-reaper.service")
+        command = node.check_output(f"tr '\\0' ' ' < /proc/{pid}/cmdline")
+        assert f"/releases/{current_release(name)}/" in command, (name, command)

@@ -30,6 +30,7 @@ LB = INVENTORY.get_hosts("lb")[0]
 LB_URL = str(host_vars(LB)["local_stack_lb_url"])
 APP_NODES = sorted(INVENTORY.get_hosts("app"))
 WORKERS = sorted(INVENTORY.get_hosts("workers"))
+PROMETHEUS_URL = str(host_vars(INVENTORY.get_hosts("monitoring")[0])["local_stack_prometheus_url"])
 HTTPBIN = ROOT / "examples" / "httpbin" / "vars.yml"
 DJANGO = ROOT / "examples" / "django" / "vars.yml"
 # The layers an application lives in: its nodes, its workers, the lb's health check.
@@ -218,6 +219,25 @@ def test_a_django_row_written_on_the_primary_is_read_back_from_a_replica(
     assert (entry["read_alias"], entry["read_in_recovery"]) == ("replica", True)
     pools = get_host(APP_NODES[0]).file("/etc/pgbouncer/pgbouncer.ini").content_string
     assert re.search(r"^kit_ro = .*host=", pools, re.M), "the replica alias is PgBouncer's _ro pool"
+
+
+def test_django_requests_are_counted_by_their_route_template(
+    django: subprocess.CompletedProcess[str],
+) -> None:
+    """Another app's requests in the kit's request metrics: labelled with the route as
+    written in its urls.py (the example's middleware), served by every node's reaper."""
+    route = 'kit_app_requests_total{route="/entries/<int:entry_id>/"}'
+    for entry in range(1, 21):
+        requests.get(f"{LB_URL}/entries/{entry}/", timeout=10)
+    deadline = time.monotonic() + 30
+    while True:
+        answer = requests.get(f"{PROMETHEUS_URL}/api/v1/query", params={"query": route}, timeout=10)
+        answer.raise_for_status()
+        hosts = {r["metric"]["host"] for r in answer.json()["data"]["result"]}
+        if hosts == set(APP_NODES):
+            break
+        assert time.monotonic() < deadline, f"counted on {sorted(hosts)} only"
+        time.sleep(1)
 
 
 def test_a_job_enqueued_by_django_runs_on_the_workers(

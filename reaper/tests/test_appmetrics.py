@@ -19,7 +19,7 @@ def samples(root: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     found: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     for family in metrics.registry.collect():
         for sample in family.samples:
-            if sample.name.startswith("kit_app_"):
+            if sample.name.startswith(("kit_app_", "testapp_")):
                 found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return found
 
@@ -49,11 +49,15 @@ def test_every_request_is_counted_across_recycled_workers(
         (("gunicorn_instance", "test"), ("route", "/pid")),
     )
     assert found[count] == 40
-    # Dead workers' files are folded: the live workers' files and two archives, not one
-    # pair per worker that ever lived.
+    # The app's own metrics too: a summary adds up, a "max" gauge keeps the largest.
+    assert found[("testapp_pid_seconds_count", ())] == 40
+    assert found[("testapp_pid_latest", ())] == max(pids)
+    # Dead workers' files are folded: the live workers' files and an archive per kind,
+    # not a set per worker that ever lived.
     files = {p.name for p in (root / "test").glob("*.db")}
-    assert {"counter_archive.db", "histogram_archive.db"} <= files
-    assert len(files) <= 2 + 3 * server.workers, sorted(files)
+    archives = {f"{kind}_archive.db" for kind in ("counter", "histogram", "summary", "gauge_max")}
+    assert archives <= files
+    assert len(files) <= len(archives) + 5 * server.workers, sorted(files)
 
 
 def test_route_status_and_in_flight(

@@ -20,6 +20,12 @@ import time
 from collections.abc import Callable, Iterable
 from urllib.parse import parse_qs
 
+from prometheus_client import Gauge, Summary
+
+# An app's own metrics, of the kinds a dead worker's files are folded by (appmetrics.retire).
+PID_SECONDS = Summary("testapp_pid_seconds", "Time of /pid")
+PID_LATEST = Gauge("testapp_pid_latest", "The last /pid answered", multiprocess_mode="max")
+
 StartResponse = Callable[[str, list[tuple[str, str]]], object]
 
 _held: list[bytes] = []
@@ -41,7 +47,10 @@ def app(environ: dict[str, object], start_response: StartResponse) -> Iterable[b
         # Written, not just reserved: every page counts in the worker's private memory.
         _held.append(b"\x01" * (int(query["mb"][0]) << 20))
         time.sleep(float(query.get("hold", ["0"])[0]))
-    elif path != "/pid":
+    elif path == "/pid":
+        PID_SECONDS.observe(0.001)
+        PID_LATEST.set(os.getpid())
+    else:
         status, body = "404 Not Found", b"not found"
         environ["kit.route"] = "/unknown"
     start_response(

@@ -17,8 +17,11 @@ The reaper on the node serves the sum over every instance (`Collector`), so guni
 no port of its own for metrics.
 
 A worker's files outlive it: its counters must keep counting. The arbiter folds a dead
-worker's counters and histograms into one archive file per kind (`retire`), so an
-instance's directory holds its live workers' files plus two, however often workers recycle.
+worker's samples into one archive file per kind (`retire`): counters, histograms, summaries
+and gauges in "sum" mode add up, "max", "min" and "mostrecent" gauges keep the largest,
+smallest or latest; "all" gauges (a series per process) and live gauges go with it. So an
+instance's directory holds its live workers' files plus one archive per kind, however often
+workers recycle.
 The fold and the reaper's reads take a lock on the directory, so a scrape never sees a
 dead worker's samples twice or not at all.
 """
@@ -42,7 +45,35 @@ LOCK = "lock"
 # Seconds: from a cache hit to the reaper's default deadline.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_FOLDED = ("counter", "histogram")
+_Sample = tuple[float, float]  # value, timestamp
+
+
+def _sum(old: _Sample, new: _Sample) -> _Sample:
+    return old[0] + new[0], max(old[1], new[1])
+
+
+def _max(old: _Sample, new: _Sample) -> _Sample:
+    return max(old, new)
+
+
+def _min(old: _Sample, new: _Sample) -> _Sample:
+    return min(old, new)
+
+
+def _latest(old: _Sample, new: _Sample) -> _Sample:
+    return new if new[1] >= old[1] else old
+
+
+# How a dead worker's file of each kind (the name before _<pid>.db) joins the archive.
+_FOLDS = {
+    "counter": _sum,
+    "histogram": _sum,
+    "summary": _sum,
+    "gauge_sum": _sum,
+    "gauge_max": _max,
+    "gauge_min": _min,
+    "gauge_mostrecent": _latest,
+}
 
 
 def directory() -> Path | None:
@@ -80,20 +111,30 @@ def retire(path: Path, pid: int) -> None:
     mark_process_dead: Any = multiprocess.mark_process_dead
     MmapedDict: Any = mmap_dict.MmapedDict
 
-    mark_process_dead(pid, str(path))
+    mark_process_dead(pid, str(path))  # its live gauges
     with locked(path, exclusive=True):
-        for kind in _FOLDED:
+        for kind, fold in _FOLDS.items():
             dead = path / f"{kind}_{pid}.db"
             if not dead.exists():
                 continue
-            archive = MmapedDict(str(path / f"{kind}_archive.db"))
+            archive_path = path / f"{kind}_archive.db"
+            kept: dict[str, _Sample] = {}
+            if archive_path.exists():
+                for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(
+                    str(archive_path)
+                ):
+                    kept[key] = (value, timestamp)
+            archive = MmapedDict(str(archive_path))
             try:
                 for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(str(dead)):
-                    total, _ = archive.read_value(key)
-                    archive.write_value(key, total + value, timestamp)
+                    sample = (value, timestamp)
+                    if key in kept:
+                        sample = fold(kept[key], sample)
+                    archive.write_value(key, *sample)
             finally:
                 archive.close()
             dead.unlink()
+        (path / f"gauge_all_{pid}.db").unlink(missing_ok=True)  # its own series, gone
 
 
 class RequestMetrics:

@@ -1,8 +1,10 @@
 """What the worker reaper costs: on the request path, and per scan.
 
-1. Requests per second of a trivial app under gunicorn with the reaper's hooks and without,
-   both instances up at once and measured in alternating rounds, reported as a ratio; and
-   the hooks' own cost per request (pre_request + post_request), timed in-process.
+1. Requests per second of a trivial app under gunicorn without the reaper's hooks, with
+   them, and with them and the request metrics (PROMETHEUS_MULTIPROC_DIR set), the three
+   instances up at once and measured in alternating rounds, reported as ratios; and the
+   hooks' own cost per request (pre_request + post_request), timed in-process, without and
+   with the request metrics.
 2. Per worker, the cost of reading /proc/PID/status (the VmRSS prefilter), smaps_rollup
    (USS) and full smaps, and of one whole reaper scan, for 8 and 64 idle gunicorn workers
    (a preloaded app sharing 20 MB, each worker holding 5 MB of its own).
@@ -29,7 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from kit_reaper import hooks, procfs
+from kit_reaper import appmetrics, hooks, procfs
 from kit_reaper.config import Config, MemoryConfig
 from kit_reaper.reaper import Reaper
 from kit_reaper.scoreboard import Board
@@ -86,6 +88,7 @@ def gunicorn(
     with_hooks: bool,
     worker_class: str = "sync",
     threads: int = 1,
+    metrics: bool = False,
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     port = free_port()
     conf = directory / f"gunicorn-{port}.conf.py"
@@ -99,7 +102,10 @@ def gunicorn(
     if with_hooks:
         text += CONF_HOOKS.format(scoreboard=str(directory / "scoreboard"), port=port)
     conf.write_text(text)
-    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(conf)])
+    env = {k: v for k, v in os.environ.items() if k != appmetrics.ENV}
+    if metrics:
+        env[appmetrics.ENV] = str(directory / "metrics" / str(port))
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(conf)], env=env)
     try:
         wait_ready(port, process, workers, directory / "scoreboard" if with_hooks else None)
         yield port, process
@@ -178,7 +184,7 @@ def load(port: int, seconds: float, clients: int, keepalive: bool) -> float:
     return sum(counts) / (time.monotonic() - began)
 
 
-def throughput(args: argparse.Namespace, worker_class: str) -> tuple[float, float]:
+def throughput(args: argparse.Namespace, worker_class: str) -> tuple[float, float, float]:
     threads = 4 if worker_class == "gthread" else 1
     keepalive = worker_class == "gthread"  # the sync worker closes every connection
     with tempfile.TemporaryDirectory() as tmp:
@@ -191,14 +197,27 @@ def throughput(args: argparse.Namespace, worker_class: str) -> tuple[float, floa
             gunicorn(
                 directory, workers=2, with_hooks=True, worker_class=worker_class, threads=threads
             ) as (hooked, _),
+            gunicorn(
+                directory,
+                workers=2,
+                with_hooks=True,
+                worker_class=worker_class,
+                threads=threads,
+                metrics=True,
+            ) as (counted, _),
         ):
-            load(plain, 0.5, args.clients, keepalive)  # warm up
-            load(hooked, 0.5, args.clients, keepalive)
-            without, with_ = [], []
-            for _ in range(args.rounds):  # alternate, so drift hits both alike
+            for port in (plain, hooked, counted):  # warm up
+                load(port, 0.5, args.clients, keepalive)
+            without, with_, with_metrics = [], [], []
+            for _ in range(args.rounds):  # alternate, so drift hits all alike
                 without.append(load(plain, args.seconds, args.clients, keepalive))
                 with_.append(load(hooked, args.seconds, args.clients, keepalive))
-    return statistics.median(without), statistics.median(with_)
+                with_metrics.append(load(counted, args.seconds, args.clients, keepalive))
+    return (
+        statistics.median(without),
+        statistics.median(with_),
+        statistics.median(with_metrics),
+    )
 
 
 class _Log:
@@ -228,6 +247,10 @@ class _Worker:
         self.pid = os.getpid()
 
 
+class _Response:
+    status_code = 200
+
+
 class _Request:
     method = "POST"
     path = "/api/v1/orders/12345"
@@ -245,10 +268,27 @@ def hook_cost_us(n: int = 200_000) -> float:
         began = time.perf_counter()
         for _ in range(n):
             hooks.pre_request(worker, req)
-            hooks.post_request(worker, req, None, None)
+            hooks.post_request(worker, req, {"kit.route": "/api/v1/orders/<id>"}, _Response)
         elapsed = time.perf_counter() - began
         hooks.on_exit(server)
     return elapsed / n * 1e6
+
+
+def hook_cost_with_metrics_us() -> float:
+    """hook_cost_us() with the request metrics on: in a process of its own, since
+    prometheus_client reads PROMETHEUS_MULTIPROC_DIR when it is first imported."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, appmetrics.ENV: tmp}
+        code = "import reaper_overhead as b; print(b.hook_cost_us(50_000))"
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return float(out.stdout)
 
 
 def per_worker_us(pids: list[int], read: Callable[[int], object], repeat: int) -> float:
@@ -309,14 +349,21 @@ def main() -> None:
         f"2 workers, {args.clients} client threads on the same 2 cores, median of "
         f"{args.rounds} alternating rounds of {args.seconds:g} s.\n"
     )
-    print("| worker class | without hooks req/s | with hooks req/s | ratio with/without |")
-    print("|---|---|---|---|")
+    print(
+        "| worker class | without hooks req/s | with hooks req/s | hooks + request metrics "
+        "req/s | ratio hooks/without | ratio hooks + metrics/without |"
+    )
+    print("|---|---|---|---|---|---|")
     for worker_class in ("sync", "gthread"):
-        without, with_ = throughput(args, worker_class)
-        print(f"| {worker_class} | {without:,.0f} | {with_:,.0f} | {with_ / without:.3f} |")
+        without, with_, counted = throughput(args, worker_class)
+        print(
+            f"| {worker_class} | {without:,.0f} | {with_:,.0f} | {counted:,.0f} "
+            f"| {with_ / without:.3f} | {counted / without:.3f} |"
+        )
     print(
         f"\nHooks alone (pre_request + post_request, in-process): "
-        f"{hook_cost_us():.2f} µs per request.\n"
+        f"{hook_cost_us():.2f} µs per request; with the request metrics: "
+        f"{hook_cost_with_metrics_us():.2f} µs.\n"
     )
 
     print("## Scan cost per worker\n")

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
 from conftest import Gunicorn, in_background, wait_for
 from prometheus_client import generate_latest
 
+from kit_reaper import appmetrics, hooks
 from kit_reaper.metrics import Metrics
 
 
@@ -94,3 +97,81 @@ def test_a_restarted_instance_starts_from_zero(
 
 def test_no_directory_serves_nothing(tmp_path: Path) -> None:
     assert samples(tmp_path / "absent") == {}
+
+
+class _Log:
+    def info(self, msg: str, *args: object) -> None: ...
+    def warning(self, msg: str, *args: object) -> None:
+        raise AssertionError(msg % args)
+
+    def error(self, msg: str, *args: object) -> None: ...
+
+
+class _Server:
+    """The arbiter, as child_exit uses it: its log (a warning fails the test)."""
+
+    log = _Log()
+
+
+class _Dead:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+
+def dead_worker_file(directory: Path, pid: int, value: float) -> None:
+    from prometheus_client import mmap_dict
+
+    key = mmap_dict.mmap_key("kit_app_requests", "kit_app_requests_total", ["x"], ["y"], "h")
+    mmaped: Any = mmap_dict.MmapedDict  # prometheus_client's internals carry no types
+    values = mmaped(str(directory / f"counter_{pid}.db"))
+    values.write_value(key, value, 0.0)
+    values.close()
+
+
+def total(directory: Path) -> float:
+    found = samples(directory.parent)
+    return sum(v for (name, _), v in found.items() if name == "kit_app_requests_total")
+
+
+def test_a_worker_reaped_while_another_is_folded_is_folded_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gunicorn reaps workers in its SIGCHLD handler, which may interrupt child_exit while
+    it holds the directory's lock: the nested call must not wait for that lock (it would
+    wait for itself forever, the arbiter with it); its worker is folded all the same."""
+    directory = tmp_path / "metrics" / "8001"
+    directory.mkdir(parents=True)
+    monkeypatch.setenv(appmetrics.ENV, str(directory))
+    for pid, value in ((1001, 3), (1002, 4)):
+        dead_worker_file(directory, pid, value)
+    real_retire = appmetrics.retire
+
+    def retire_interrupted(path: Path, pid: int) -> None:
+        if pid == 1001:
+            # As if SIGCHLD arrived here, the lock held: the handler reaps worker 1002.
+            with appmetrics.locked(path, exclusive=True):
+                hooks.child_exit(_Server(), _Dead(1002))  # type: ignore[arg-type]
+        real_retire(path, pid)
+
+    monkeypatch.setattr(appmetrics, "retire", retire_interrupted)
+    hooks.child_exit(_Server(), _Dead(1001))  # type: ignore[arg-type]
+    assert sorted(p.name for p in directory.glob("*.db")) == ["counter_archive.db"]
+    assert total(directory) == 7
+
+
+def test_a_held_lock_defers_the_fold_without_losing_a_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "metrics" / "8001"
+    directory.mkdir(parents=True)
+    monkeypatch.setenv(appmetrics.ENV, str(directory))
+    monkeypatch.setattr(appmetrics, "LOCK_WAIT_S", 0.1)
+    dead_worker_file(directory, 2001, 5)
+    with appmetrics.locked(directory, exclusive=False, wait=0):  # a scrape that hangs
+        hooks.child_exit(_Server(), _Dead(2001))  # type: ignore[arg-type]
+        assert (directory / "counter_2001.db").exists()  # not folded, still counted
+    assert total(directory) == 5
+    dead_worker_file(directory, 2002, 1)
+    hooks.child_exit(_Server(), _Dead(2002))  # type: ignore[arg-type]  # folds both
+    assert sorted(p.name for p in directory.glob("*.db")) == ["counter_archive.db"]
+    assert total(directory) == 6

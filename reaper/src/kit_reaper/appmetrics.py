@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,9 @@ ENV = "PROMETHEUS_MULTIPROC_DIR"
 ROUTE_KEY = "kit.route"
 NO_ROUTE = "-"
 LOCK = "lock"
+# Longest wait for the directory's lock. The arbiter never waits long on the reaper (it
+# must reap and fork), and a scrape never waits forever on an arbiter.
+LOCK_WAIT_S = 1.0
 # Seconds: from a cache hit to the reaper's default deadline.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -82,12 +86,26 @@ def directory() -> Path | None:
     return Path(value) if value else None
 
 
+class LockBusy(Exception):
+    """The directory's lock was not had within LOCK_WAIT_S."""
+
+
 @contextlib.contextmanager
-def locked(path: Path, exclusive: bool) -> Iterator[None]:
-    """The directory's lock: exclusive to change its files, shared to read them."""
+def locked(path: Path, exclusive: bool, wait: float = LOCK_WAIT_S) -> Iterator[None]:
+    """The directory's lock: exclusive to change its files, shared to read them. Polled,
+    never waited on in the kernel: a SIGCHLD handler in the arbiter that wanted the lock the
+    interrupted code holds would otherwise wait for itself forever."""
     fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        end = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= end:
+                    raise LockBusy(str(path / LOCK)) from None
+                time.sleep(0.01)
         yield
     finally:
         os.close(fd)
@@ -97,14 +115,16 @@ def reset(path: Path) -> None:
     """In the arbiter, before the first worker: start from empty (counters restart at zero,
     which Prometheus reads as a restart)."""
     path.mkdir(mode=0o755, parents=True, exist_ok=True)
-    with locked(path, exclusive=True):
-        for old in path.glob("*.db"):
-            old.unlink(missing_ok=True)
+    with contextlib.suppress(LockBusy), locked(path, exclusive=True, wait=5.0):
+        pass  # a scrape in progress ends first; an old one stuck there does not hold us
+    for old in path.glob("*.db"):
+        old.unlink(missing_ok=True)
 
 
 def retire(path: Path, pid: int) -> None:
     """In the arbiter, once worker `pid` is reaped: drop its live gauges, and fold its
-    counters and histograms into the archive."""
+    other files into the archive. Raises LockBusy when the lock stays taken: the caller
+    tries again later (the files stay, and count, meanwhile)."""
     from prometheus_client import mmap_dict, multiprocess
 
     # prometheus_client's multiprocess internals carry no type hints.
@@ -196,8 +216,8 @@ class Collector:
             for instance in instances:
                 try:
                     stack.enter_context(locked(instance, exclusive=False))
-                except OSError:
-                    continue  # not ours to lock (or just removed): read without it
+                except (OSError, LockBusy):
+                    continue  # not ours to lock, just removed, or held: read without it
             files = [str(f) for instance in instances for f in sorted(instance.glob("*.db"))]
             merge: Any = MultiProcessCollector.merge
             return list(merge(files, accumulate=True))

@@ -140,6 +140,9 @@ _settings = _Settings()
 _board: Board | None = None  # the arbiter's mapping, inherited by every worker
 _worker: _WorkerState | None = None  # set in a worker by post_fork
 _requests: appmetrics.RequestMetrics | None = None  # set in a worker by post_fork
+# The arbiter's dead workers whose metric files are not folded yet (child_exit).
+_retired: list[int] = []
+_retiring = False
 
 
 def configure(
@@ -352,14 +355,30 @@ def worker_exit(server: _Server, worker: _Worker) -> None:
 
 
 def child_exit(server: _Server, worker: object) -> None:
+    global _retiring
     _clear_group(worker)
     metrics = appmetrics.directory()
     pid = getattr(worker, "pid", None)
-    if metrics is not None and isinstance(pid, int):
-        try:
-            appmetrics.retire(metrics, pid)
-        except OSError as e:
-            server.log.warning("kit_reaper: worker %s's metrics not archived: %s", pid, e)
+    if metrics is None or not isinstance(pid, int):
+        return
+    _retired.append(pid)
+    # gunicorn reaps in its SIGCHLD handler, which can interrupt this very loop: that call
+    # only queues its pid, which the loop it interrupted folds.
+    if _retiring:
+        return
+    _retiring = True
+    try:
+        while _retired:
+            dead = _retired[0]
+            try:
+                appmetrics.retire(metrics, dead)
+            except appmetrics.LockBusy:
+                break  # the next worker's exit tries again; its files count meanwhile
+            except OSError as e:
+                server.log.warning("kit_reaper: worker %s's metrics not archived: %s", dead, e)
+            _retired.remove(dead)
+    finally:
+        _retiring = False
 
 
 def on_exit(server: _Server) -> None:

@@ -264,9 +264,10 @@ def test_every_panel_of_the_page_has_data_for_every_tier() -> None:
         assert requests.get(f"{LB_URL}/cache/fibonacci/{n}", timeout=10).status_code == 200
     assert requests.post(f"{LB_URL}/items", json={"name": "page"}, timeout=10).status_code == 201
     assert requests.get(f"{LB_URL}/items", timeout=10).status_code == 200
-    job = requests.post(f"{LB_URL}/jobs", params={"seconds": "12", "queue": "high"}, timeout=10)
+    job = requests.post(f"{LB_URL}/jobs", params={"seconds": "20", "queue": "high"}, timeout=10)
     assert job.status_code == 202
-    time.sleep(15)  # scrapes every 5 s: each of these is in Prometheus
+    # Scrapes every 5 s: the requests are in Prometheus once the running job is.
+    wait_for("the running job seen", lambda: scalar('redis_key_size{key="rq:wip:high"}') >= 1, 45)
     pgbouncer = any(t["labels"]["job"] == "pgbouncer" for t in targets())
     now = time.time()
     empty = []

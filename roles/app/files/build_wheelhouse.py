@@ -8,6 +8,12 @@ digest of every file's content, so the same inputs give the same release), the f
 install order, and the bundle: one uncompressed tar of those files (wheels are compressed
 already), byte for byte the same for the same release, so a host gets a release in one
 copy and a later run copies nothing.
+
+Resolving and downloading the dependencies asks the index about every one of them, which
+takes most of a build. With --resolved-max-age, a resolution of the same requirements
+(every local wheel's Requires-Dist, the extras, the hosts' Python and platform) made less
+than that many seconds ago is used again, its wheels already in the wheelhouse: deploying
+the same code twice in that time gives the same release, without a question to the index.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
+import zipfile
 from pathlib import Path
 
 SAVED = re.compile(r"^(?:Saved|File was already downloaded) (?P<path>\S+\.whl)\s*$")
@@ -58,10 +66,10 @@ def pip(*args: str) -> str:
 def build_wheel(source: Path, wheelhouse: Path) -> Path:
     """The project's wheel, built in a directory of this run's own (two runs sharing the
     wheelhouse, a Molecule scenario and `make converge`, never see each other's builds), then
-    renamed into files/."""
+    renamed into files/. uv builds it, in a build environment it keeps in its cache."""
     wheelhouse.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="build-", dir=wheelhouse) as build_dir:
-        pip("wheel", "--no-deps", "--wheel-dir", build_dir, str(source))
+        run("uv", "build", "--wheel", "--quiet", "--out-dir", build_dir, str(source))
         wheels = sorted(Path(build_dir).glob("*.whl"))
         if len(wheels) != 1:
             raise SystemExit(f"expected one wheel from {source}, found {[w.name for w in wheels]}")
@@ -102,25 +110,74 @@ def resolve(local: list[Path], extras: list[str], python_version: str, platform:
     return [pin for pin in pins if canonical(pin.split("==", 1)[0]) not in names]
 
 
+def requires_dist(wheel: Path) -> list[str]:
+    """The requirements a wheel declares (its METADATA's Requires-Dist headers)."""
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        headers = archive.read(name).decode().split("\n\n", 1)[0]
+    return sorted(
+        line.split(":", 1)[1].strip()
+        for line in headers.splitlines()
+        if line.startswith("Requires-Dist:")
+    )
+
+
+def requirements_key(
+    local: list[Path], extras: list[str], python_version: str, platform: str
+) -> str:
+    """What a resolution depends on, as a digest: the same key, the same question to the
+    index. The local wheels count by name and requirements, not content: a change of code
+    alone asks nothing new."""
+    lines = [python_version, platform, *sorted(extras)]
+    for wheel in sorted(local, key=distribution):
+        lines += [distribution(wheel), *requires_dist(wheel)]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
 def download_dependencies(
-    local: list[Path], extras: list[str], wheelhouse: Path, python_version: str, platform: str
+    local: list[Path],
+    extras: list[str],
+    wheelhouse: Path,
+    python_version: str,
+    platform: str,
+    max_age: float = 0,
 ) -> list[Path]:
-    """The dependencies of the local wheels and the extras, as binary wheels for the hosts."""
+    """The dependencies of the local wheels and the extras, as binary wheels for the hosts:
+    those of a resolution of the same requirements younger than max_age seconds when its
+    wheels are all there, else resolved and downloaded now (and kept for the next build)."""
+    saved = (
+        wheelhouse
+        / "resolved"
+        / f"{requirements_key(local, extras, python_version, platform)}.json"
+    )
+    if max_age > 0 and saved.is_file() and time.time() - saved.stat().st_mtime < max_age:
+        kept = [wheelhouse / "files" / name for name in json.loads(saved.read_text())]
+        if all(path.is_file() for path in kept):
+            return kept
     pins = resolve(local, extras, python_version, platform)
-    if not pins:
-        return []
-    output = pip(
-        "download",
-        "--dest", str(wheelhouse / "files"),
-        "--no-deps",
-        "--only-binary=:all:",
-        "--python-version", python_version,
-        "--implementation", "cp",
-        *(arg for tag in platforms(platform) for arg in ("--platform", tag)),
-        *pins,
-    )  # fmt: skip
-    found = [Path(m["path"]) for line in output.splitlines() if (m := SAVED.match(line.strip()))]
-    return [wheelhouse / "files" / p.name for p in found]
+    found: list[Path] = []
+    if pins:
+        output = pip(
+            "download",
+            "--dest", str(wheelhouse / "files"),
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version", python_version,
+            "--implementation", "cp",
+            *(arg for tag in platforms(platform) for arg in ("--platform", tag)),
+            *pins,
+        )  # fmt: skip
+        lines = (line.strip() for line in output.splitlines())
+        found = [
+            wheelhouse / "files" / Path(m["path"]).name
+            for line in lines
+            if (m := SAVED.match(line))
+        ]
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    partial = saved.with_suffix(f".{os.getpid()}.partial")
+    partial.write_text(json.dumps([path.name for path in found]))
+    partial.replace(saved)
+    return found
 
 
 def canonical(name: str) -> str:
@@ -179,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         "--local", type=Path, action="append", default=[], help="another project to build in"
     )
     parser.add_argument(
+        "--resolved-max-age",
+        type=float,
+        default=0,
+        help="seconds a resolution of the same requirements is used again (0: never)",
+    )
+    parser.add_argument(
         "--require",
         action="append",
         default=[],
@@ -197,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     # The application last: installed after everything it may import.
     local = [build_wheel(p.resolve(), wheelhouse) for p, _ in projects]
     dependencies = download_dependencies(
-        local, args.extra, wheelhouse, args.python_version, args.platform
+        local, args.extra, wheelhouse, args.python_version, args.platform, args.resolved_max_age
     )
     release, files = release_files(local, dependencies)
     missing = sorted(set(map(canonical, args.require)) - {distribution(p) for p in files})

@@ -102,7 +102,7 @@ $(DJANGO_STAMP): examples/django/pyproject.toml
 	touch $@
 
 unit: setup $(APP_STAMP) $(REAPER_STAMP) $(DJANGO_STAMP) ## Unit tests: the kit (inventory, templates, specs, pre-flight), the app, the reaper, the Django example
-	pytest tests
+	pytest -n auto --dist loadfile tests
 	cd app_skeleton && ../$(APP_VENV)/bin/mypy src tests && ../$(APP_VENV)/bin/pytest
 	cd reaper && ../$(REAPER_VENV)/bin/mypy src tests && ../$(REAPER_VENV)/bin/pytest
 	cd examples/django && DJANGO_SECRET_KEY=typecheck DATABASE_URL=sqlite://:memory: \
@@ -112,13 +112,10 @@ molecule-stack: setup image ## Molecule: the full topology (converge, idempotenc
 	@scripts/apt-command.sh testssl testssl.sh
 	molecule --base-config $(CURDIR)/.config/molecule/config.yml test -s default
 
-molecule-roles: setup image ## Molecule: each role's own scenario (ROLES="roles/app/ roles/redis/" for some)
-	@for role in $(or $(ROLES),roles/*/); do \
-	  if [ -d "$$role/molecule/default" ]; then \
-	    echo "== molecule: $$role"; \
-	    (cd "$$role" && molecule --base-config $(CURDIR)/.config/molecule/config.yml test) || exit 1; \
-	  fi; \
-	done
+# Role scenarios run two at a time: most of a scenario's time is spent waiting (apt, systemd,
+# services starting), and two together take about what one takes alone.
+molecule-roles: setup image ## Molecule: each role's own scenario (ROLES="roles/app/ roles/redis/" for some; JOBS=N at once, 2 by default)
+	@KIT_MOLECULE_JOBS=$(or $(JOBS),$(KIT_MOLECULE_JOBS),2) scripts/molecule-roles.sh $(or $(ROLES),roles/*/)
 
 molecule: molecule-roles molecule-stack ## Every Molecule scenario
 

@@ -115,7 +115,7 @@ molecule-stack: setup image ## Molecule: the full topology (converge, idempotenc
 # Role scenarios run two at a time: most of a scenario's time is spent waiting (apt, systemd,
 # services starting), and two together take about what one takes alone.
 molecule-roles: setup image ## Molecule: each role's own scenario (ROLES="roles/app/ roles/redis/" for some; JOBS=N at once, 2 by default)
-	@KIT_MOLECULE_JOBS=$(or $(JOBS),$(KIT_MOLECULE_JOBS),2) scripts/molecule-roles.sh $(or $(ROLES),roles/*/)
+	@$(if $(JOBS),KIT_MOLECULE_JOBS=$(JOBS) )scripts/molecule-roles.sh $(or $(ROLES),roles/*/)
 
 molecule: molecule-roles molecule-stack ## Every Molecule scenario
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the Molecule scenario of each role given (roles/<role>/), KIT_MOLECULE_JOBS at a time
-# (default 1). Each scenario's output is kept apart and printed whole when it ends, under a
+# (default 2). Each scenario's output is kept apart and printed whole when it ends, under a
 # line with its result and time; the exit status is non-zero when any scenario failed, and
 # every failed one is named at the end.
 #
@@ -8,7 +8,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-jobs=${KIT_MOLECULE_JOBS:-1}
+jobs=${KIT_MOLECULE_JOBS:-2}
 case "$jobs" in
     '' | *[!0-9]* | 0) echo "molecule-roles: KIT_MOLECULE_JOBS=$jobs is not a positive number" >&2; exit 2 ;;
 esac

@@ -76,11 +76,16 @@ def index_calls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[s
     return calls
 
 
+@pytest.fixture
+def wheelhouse(tmp_path: Path) -> Path:
+    """An empty wheelhouse, its files/ directory made."""
+    (tmp_path / "wheelhouse" / "files").mkdir(parents=True)
+    return tmp_path / "wheelhouse"
+
+
 def test_a_recent_resolution_of_the_same_requirements_asks_the_index_nothing(
-    tmp_path: Path, index_calls: list[tuple[str, ...]]
+    tmp_path: Path, wheelhouse: Path, index_calls: list[tuple[str, ...]]
 ) -> None:
-    wheelhouse = tmp_path / "wheelhouse"
-    (wheelhouse / "files").mkdir(parents=True)
     app = fake_wheel(tmp_path, "app", ["flask>=3"])
     first = builder.download_dependencies([app], ["py-spy"], wheelhouse, "3.13", "x", 3600)
     assert [p.name for p in first] == ["flask-3.1.0-py3-none-any.whl"]
@@ -102,6 +107,7 @@ def test_a_recent_resolution_of_the_same_requirements_asks_the_index_nothing(
 )
 def test_the_index_is_asked_again_when(
     tmp_path: Path,
+    wheelhouse: Path,
     index_calls: list[tuple[str, ...]],
     change: str,
     requires: list[str],
@@ -109,8 +115,6 @@ def test_the_index_is_asked_again_when(
     max_age: float,
     age: float,
 ) -> None:
-    wheelhouse = tmp_path / "wheelhouse"
-    (wheelhouse / "files").mkdir(parents=True)
     builder.download_dependencies(
         [fake_wheel(tmp_path, "app", ["flask>=3"])], ["py-spy"], wheelhouse, "3.13", "x", 3600
     )
@@ -123,10 +127,8 @@ def test_the_index_is_asked_again_when(
 
 
 def test_a_resolution_whose_wheels_are_gone_is_made_again(
-    tmp_path: Path, index_calls: list[tuple[str, ...]]
+    tmp_path: Path, wheelhouse: Path, index_calls: list[tuple[str, ...]]
 ) -> None:
-    wheelhouse = tmp_path / "wheelhouse"
-    (wheelhouse / "files").mkdir(parents=True)
     app = fake_wheel(tmp_path, "app", ["flask>=3"])
     builder.download_dependencies([app], [], wheelhouse, "3.13", "x", 3600)
     (wheelhouse / "files" / "flask-3.1.0-py3-none-any.whl").unlink()

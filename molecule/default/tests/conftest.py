@@ -111,13 +111,15 @@ def clients_running(client: Callable[[], None], count: int, stop: threading.Even
             thread.join(timeout=join_timeout)
 
 
-# Modules that deploy other applications over the converged stack's: run after every other
-# check, which expects the kit's example application.
-LAST_MODULES = ("test_your_app.py",)
+# Run after every other check, in this order: the module that adds hosts the stack's own
+# inventory does not name, then the one that deploys other applications over the kit's
+# example application, which the other checks expect.
+LAST_MODULES = ("test_scale_out.py", "test_your_app.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.path.name in LAST_MODULES)
+    order = {name: position + 1 for position, name in enumerate(LAST_MODULES)}
+    items.sort(key=lambda item: order.get(item.path.name, 0))
 
 
 LB_URL = str(host_vars(INVENTORY.get_hosts("lb")[0])["local_stack_lb_url"])

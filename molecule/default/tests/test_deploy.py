@@ -201,16 +201,97 @@ def test_every_rq_worker_processes_a_job_after_a_deploy_with_no_fact_cache(
                 seen.add((name, n))
 
 
-def test_rollback_to_a_kept_release_under_traffic_fails_no_request() -> None:
-    releases = get_host(APP_NODES[0]).check_output("ls -t /srv/kit-app/releases").split()
-    current = current_release(APP_NODES[0])
-    previous = next(r for r in releases if r != current)
+@dataclass
+class SiteRoll:
+    result: subprocess.CompletedProcess[str]
+    stream: Stream
+    before: dict[str, str]
+    # Each sample of the lb's app servers taken during the run: the nodes with one drained.
+    drained: list[frozenset[str]]
+
+
+@pytest.fixture(scope="module")
+def site_roll(tmp_path_factory: pytest.TempPathFactory, rolling_deploy: Deploy) -> SiteRoll:
+    """site.yml given the source of another release, under steady traffic, the lb's servers
+    sampled meanwhile."""
+    source = skeleton_copy(tmp_path_factory.mktemp("site"), version="98.0.0")
+    before = {name: current_release(name) for name in CODE_HOSTS}
+    drained: list[frozenset[str]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.3):
+            states = server_states()
+            drained.append(
+                frozenset(
+                    node
+                    for node in APP_NODES
+                    for server, status in states.items()
+                    if server.startswith(f"{node}-") and "DRAIN" in status
+                )
+            )
+
+    sampler = threading.Thread(target=sample)
+    with steady_stream() as stream:
+        sampler.start()
+        try:
+            result = run_playbook(
+                "site.yml", "--tags", "app,rq_worker", "-e", f"app_source_dir={source}"
+            )
+        finally:
+            stop.set()
+            sampler.join()
+    return SiteRoll(result, stream, before, drained)
+
+
+def test_site_yml_rolls_a_new_release_one_drained_node_at_a_time_under_traffic(
+    site_roll: SiteRoll,
+) -> None:
+    """A node that serves changes its release through the rolling path only: each app node
+    in turn drained in HAProxy (deploy_serial 1), never two at once, and no request fails."""
+    result, stream = site_roll.result, site_roll.stream
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    after = {name: current_release(name) for name in CODE_HOSTS}
+    print(
+        f"site.yml roll: {stream.seconds:.1f}s, {dict(stream.outcomes)}, "
+        f"drained samples {sum(1 for d in site_roll.drained if d)} of {len(site_roll.drained)}"
+    )
+    assert len(set(after.values())) == 1
+    assert set(after.values()).isdisjoint(site_roll.before.values())
+    assert set().union(*site_roll.drained) == set(APP_NODES), site_roll.drained
+    assert max(len(d) for d in site_roll.drained) == 1, site_roll.drained
+    assert set(stream.outcomes) == {"ok"}, stream.outcomes
+
+
+def test_rollback_to_a_kept_release_under_traffic_fails_no_request(
+    rolling_deploy: Deploy, site_roll: SiteRoll
+) -> None:
+    """Back to the release the stack ran before the deploys of this module, kept on every
+    host (app_releases_keep: 3)."""
+    previous = rolling_deploy.before[APP_NODES[0]]
+    assert {current_release(name) for name in CODE_HOSTS} != {previous}
     with steady_stream() as stream:
         result = run_playbook("deploy.yml", "-e", f"app_release={previous}")
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     print(f"rollback: {dict(stream.outcomes)} in {stream.seconds:.1f}s")
     assert {current_release(name) for name in CODE_HOSTS} == {previous}
     assert set(stream.outcomes) == {"ok"}, stream.outcomes
+
+
+def test_site_yml_leaves_a_rollback_in_place(new_version: Path) -> None:
+    """The controller builds another release (the one rolled back from), and site.yml moves
+    no host: each stays on the release the rollback pinned, until the next deploy."""
+    before = {name: current_release(name) for name in CODE_HOSTS}
+    result = run_playbook(
+        "site.yml", "--tags", "app,rq_worker", "-e", f"app_source_dir={new_version}"
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert {name: current_release(name) for name in CODE_HOSTS} == before
+    for name in CODE_HOSTS:
+        assert f"{name} stays on release {before[name]}, which a rollback pinned" in output
+        pin = get_host(name).file("/srv/kit-app/pinned-release").content_string.strip()
+        assert pin == before[name]
 
 
 def test_rollback_to_an_unknown_release_changes_nothing() -> None:
@@ -269,6 +350,10 @@ def test_a_release_that_fails_requests_goes_back_after_its_bake_time(
     assert {name: current_release(name) for name in APP_NODES} == {n: before[n] for n in APP_NODES}
     new = set(get_host(APP_NODES[0]).check_output("ls /srv/kit-app/releases").split()) - tried
     assert {current_release(name) for name in WORKER_HOSTS} == new, new
+    # A deploy of a new release unpins the hosts it moves (the rollback pinned them).
+    for name in WORKER_HOSTS:
+        assert not get_host(name).file("/srv/kit-app/pinned-release").exists
+    assert get_host(APP_NODES[0]).file("/srv/kit-app/pinned-release").exists
     # Only the bake time's requests to the first node failed, and only with the app's 500.
     assert set(stream.outcomes) <= {"ok", "status 500"}, stream.outcomes
     assert stream.outcomes["status 500"] > 0, stream.outcomes

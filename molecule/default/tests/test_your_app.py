@@ -35,6 +35,10 @@ HTTPBIN = ROOT / "examples" / "httpbin" / "vars.yml"
 DJANGO = ROOT / "examples" / "django" / "vars.yml"
 # The layers an application lives in: its nodes, its workers, the lb's health check.
 TAGS = "app,rq_worker,haproxy"
+# Another application, answering another health path: no rolling path takes the stack from
+# one to the other (HAProxy's check is the old app's until the lb play), so every node is
+# switched in place, as app_rollout documents. test_deploy.py rolls a new release.
+REPLACE = ("-e", "app_rollout=replace")
 ADMIN_PASSWORD = uuid.uuid4().hex
 
 
@@ -67,7 +71,7 @@ def wait_all_up(timeout: float = 30) -> dict[str, str]:
 
 
 def deploy(vars_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return run_playbook("site.yml", "--tags", TAGS, "-e", f"@{vars_file}", *extra)
+    return run_playbook("site.yml", "--tags", TAGS, "-e", f"@{vars_file}", *REPLACE, *extra)
 
 
 def in_release(name: str, code: str, env: dict[str, str] | None = None) -> str:
@@ -85,7 +89,7 @@ def failed_rollout() -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
     """httpbin told to answer /healthz, which it does not: every instance fails its check."""
     before = {name: current_release(name) for name in APP_NODES}
     result = run_playbook(
-        "site.yml", "--tags", "app", "-e", f"@{HTTPBIN}", "-e", "app_health_path=/healthz"
+        "site.yml", "--tags", "app", "-e", f"@{HTTPBIN}", "-e", "app_health_path=/healthz", *REPLACE
     )
     return result, before
 

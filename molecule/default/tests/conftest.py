@@ -55,7 +55,7 @@ def private_ips() -> dict[str, str]:
     return {name: str(host_vars(name)["private_ip"]) for name in ALL_HOSTS}
 
 
-def _secrets_dir() -> Path:
+def secrets_dir() -> Path:
     """Where the inventory's password lookups write the local environment's secrets: beside
     the file that defines the hosts (hosts.yml, linked into Molecule's inventory as the
     directory `hosts`)."""
@@ -67,12 +67,12 @@ def _secrets_dir() -> Path:
 
 def secret(name: str) -> str:
     """A secret of the local environment, as generated on the controller."""
-    return (_secrets_dir() / name).read_text().strip()
+    return (secrets_dir() / name).read_text().strip()
 
 
 def all_secrets() -> dict[str, str]:
     """Every secret of the local environment, by name."""
-    return {path.name: secret(path.name) for path in sorted(_secrets_dir().iterdir())}
+    return {path.name: secret(path.name) for path in sorted(secrets_dir().iterdir())}
 
 
 def get_host(name: str) -> testinfra.host.Host:

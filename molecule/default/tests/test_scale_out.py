@@ -21,7 +21,15 @@ import pytest
 import requests
 import testinfra
 import yaml
-from conftest import INVENTORY, LB_URL, get_host, host_vars, run_playbook, server_states
+from conftest import (
+    INVENTORY,
+    LB_URL,
+    get_host,
+    host_vars,
+    run_playbook,
+    secrets_dir,
+    server_states,
+)
 
 WORKER = "kit-workers-2"
 REPLICA = "kit-db-3"
@@ -63,13 +71,17 @@ def scaled_out(
 ) -> Iterator[subprocess.CompletedProcess[str]]:
     """The two hosts' containers created as `make up` creates any (ansible/local_up.yml),
     then site.yml over the inventory that names them."""
-    extra = tmp_path_factory.mktemp("inventory") / "scale_out.yml"
+    # The local environment reads its secrets beside the file that names a host
+    # (inventories/local/group_vars/all/secrets.yml), as for a host added to hosts.yml.
+    directory = tmp_path_factory.mktemp("inventory")
+    (directory / ".secrets").symlink_to(secrets_dir())
+    extra = directory / "scale_out.yml"
     extra.write_text(yaml.safe_dump(EXTRA_INVENTORY))
     created = run_playbook("local_up.yml", "-i", str(extra))
     assert created.returncode == 0, (created.stdout + created.stderr)[-4000:]
     result = run_playbook("site.yml", "-i", str(extra))
     yield result
-    container(WORKER).run("systemctl stop rq-worker.target")
+    container(WORKER).run("systemctl stop 'rq-worker@*.service'")
 
 
 def test_site_yml_converges_the_new_hosts_with_the_stack(
@@ -123,8 +135,10 @@ def test_the_new_replica_takes_read_only_connections_from_pgbouncer(
 def test_the_new_workers_host_takes_jobs(scaled_out: subprocess.CompletedProcess[str]) -> None:
     """With the old workers stopped, a job enqueued through HAProxy runs on the new host."""
     assert scaled_out.returncode == 0
+    # The units themselves, not their target: systemctl waits for each worker's warm
+    # shutdown, so none is still taking a job from the queue when the test enqueues one.
     for name in OLD_WORKERS:
-        get_host(name).check_output("systemctl stop rq-worker.target")
+        get_host(name).check_output("systemctl stop 'rq-worker@*.service'")
     try:
         job_id = requests.post(
             f"{LB_URL}/jobs", params={"label": "scale-out", "seconds": "0"}, timeout=10

@@ -1,4 +1,5 @@
-"""deploy.yml's own variables are typed, checked before any host is touched, and documented."""
+"""The rolling deploy's own variables (ansible/deploy_checks.yml, imported by deploy.yml and
+site.yml) are typed, checked before any host is touched, and documented."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from conftest import ROOT, run_ansible
 
 
 def deploy_spec() -> dict[str, dict[str, str]]:
-    plays = yaml.safe_load((ROOT / "ansible" / "deploy.yml").read_text())
+    plays = yaml.safe_load((ROOT / "ansible" / "deploy_checks.yml").read_text())
     check = next(play for play in plays if play.get("name") == "Check the deploy's own variables")
     spec: dict[str, dict[str, str]] = check["vars"]["__deploy_argument_spec"]
     return spec
@@ -38,6 +39,16 @@ def test_a_bad_deploy_variable_stops_the_deploy_before_any_host_is_touched(
     assert message in output, output
     assert "Gathering Facts" not in output
     assert "PLAY [Build the release" not in output
+
+
+def test_site_yml_refuses_a_batch_that_drains_every_node_before_any_host_is_touched() -> None:
+    """site.yml rolls a changed release over the app nodes with the same deploy_serial."""
+    result = run_ansible("ansible-playbook", "ansible/site.yml", "-e", "deploy_serial=2",
+                         "-e", "ansible_host=kit-no-such-container")  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "deploy_serial is 2, and the app group has 2 nodes" in output, output
+    assert "Gathering Facts" not in output
 
 
 def test_every_deploy_variable_is_typed_and_in_the_readme_table() -> None:

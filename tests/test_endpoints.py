@@ -31,6 +31,10 @@ NOT_ON_THE_HOSTS = {
     "provision.yml",
     "preflight.yml",
     "endpoints.yml",
+    # Pieces of deploy.yml and site.yml, imported by them (the rolling path after their
+    # endpoints: test_the_rolling_play_comes_after_the_endpoints).
+    "deploy_checks.yml",
+    "roll.yml",
 }
 PUBLISHED = (
     "redis_endpoints",
@@ -57,6 +61,13 @@ def test_facts_live_for_one_run_only() -> None:
     config = configparser.ConfigParser()
     config.read(ROOT / "ansible.cfg")
     assert config.get("defaults", "fact_caching") == "memory"
+
+
+@pytest.mark.parametrize("playbook", ["deploy.yml", "site.yml"])
+def test_the_rolling_play_comes_after_the_endpoints(playbook: str) -> None:
+    plays = yaml.safe_load((ROOT / "ansible" / playbook).read_text())
+    imports = [play.get("ansible.builtin.import_playbook") for play in plays]
+    assert imports.index("endpoints.yml") < imports.index("roll.yml")
 
 
 @pytest.mark.parametrize(

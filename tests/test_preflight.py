@@ -113,11 +113,12 @@ def test_site_playbook_has_one_play_per_group() -> None:
 
 def test_the_firewall_comes_before_every_service() -> None:
     """On a first converge no service listens unfiltered: the firewall play follows only
-    the pre-flight, the endpoints and the base system."""
+    the pre-flight, the rolling deploy's variable checks, the endpoints and the base system."""
     plays = [p["name"] for p in load_yaml(ROOT / "ansible/site.yml")]
     firewall = plays.index("Firewall on every host")
     assert plays[:firewall] == [
-        "Pre-flight checks", "Endpoints of every layer", "Base system on every host"
+        "Pre-flight checks", "Check the rolling deploy's variables", "Endpoints of every layer",
+        "Base system on every host",
     ]  # fmt: skip
 
 

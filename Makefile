@@ -119,11 +119,7 @@ molecule-roles: setup image ## Molecule: each role's own scenario (ROLES="roles/
 
 molecule: molecule-roles molecule-stack ## Every Molecule scenario
 
-# The unit tests run beside the role scenarios, which mostly wait (apt, systemd, services
-# starting); each one's output is printed whole when it ends. The full topology comes last.
-test: lint image ## Everything CI runs: lint, unit tests, Molecule scenarios
-	@scripts/parallel.sh "$(MAKE) --no-print-directory unit" "$(MAKE) --no-print-directory molecule-roles"
-	@$(MAKE) --no-print-directory molecule-stack
+test: lint unit molecule ## Everything CI runs: lint, unit tests, Molecule scenarios
 
 env: setup ## Scaffold an environment: make env NAME=staging [PROVIDER=linode]
 	@test -n "$(NAME)" || { echo "make env: name the environment: make env NAME=staging" >&2; exit 2; }

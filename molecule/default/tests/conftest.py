@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import testinfra
 from testinfra.utils.ansible_runner import AnsibleRunner
 
@@ -123,6 +124,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 LB_URL = str(host_vars(INVENTORY.get_hosts("lb")[0])["local_stack_lb_url"])
+
+
+def wait_for_job(job_id: str, timeout: float = 60) -> dict[str, Any]:
+    """The job's status through HAProxy once it finished or failed, or after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = requests.get(f"{LB_URL}/jobs/{job_id}", timeout=10).json()
+        if body["status"] in {"finished", "failed"} or time.monotonic() > deadline:
+            return body
+        time.sleep(0.3)
+
+
+def superuser_sql(host: testinfra.host.Host, sql: str, database: str = "kit") -> str:
+    """SQL as the postgres superuser on a database host's own socket."""
+    return host.check_output(
+        "runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -d %s -c %s", database, sql
+    )
 
 
 @dataclass

@@ -10,7 +10,7 @@ import uuid
 import pytest
 import requests
 import testinfra
-from conftest import INVENTORY, get_host, host_vars, run_playbook, secret
+from conftest import INVENTORY, get_host, host_vars, run_playbook, secret, superuser_sql
 
 LB_URL = str(host_vars(INVENTORY.get_hosts("lb")[0])["local_stack_lb_url"])
 PRIMARY = INVENTORY.get_hosts("db_primary")[0]
@@ -21,13 +21,6 @@ BOUNCERS = APP_NODES + sorted(INVENTORY.get_hosts("workers"))
 
 def slot(name: str) -> str:
     return name.lower().replace("-", "_")
-
-
-def superuser_sql(host: testinfra.host.Host, sql: str, database: str = "kit") -> str:
-    """SQL as the postgres superuser on a database host's own socket."""
-    return host.check_output(
-        "runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -d %s -c %s", database, sql
-    )
 
 
 def env_value(host: testinfra.host.Host, name: str) -> str:

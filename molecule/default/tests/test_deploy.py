@@ -20,7 +20,6 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -37,6 +36,7 @@ from conftest import (
     server_states,
     skeleton_copy,
     steady_stream,
+    wait_for_job,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -150,15 +150,6 @@ def test_deploy_with_no_fact_cache_runs_the_migration(rolling_deploy: Deploy) ->
     ]
     assert runs, "the deploy never reached the migration"
     assert all(outcome and set(outcome) <= {"ok", "changed"} for outcome in runs), runs
-
-
-def wait_for_job(job_id: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        body: dict[str, Any] = requests.get(f"{LB_URL}/jobs/{job_id}", timeout=10).json()
-        if body["status"] in {"finished", "failed"} or time.monotonic() > deadline:
-            return body
-        time.sleep(0.3)
 
 
 def test_every_rq_worker_processes_a_job_after_a_deploy_with_no_fact_cache(

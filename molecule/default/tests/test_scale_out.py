@@ -15,7 +15,6 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import requests
@@ -29,6 +28,8 @@ from conftest import (
     run_playbook,
     secrets_dir,
     server_states,
+    superuser_sql,
+    wait_for_job,
 )
 
 WORKER = "kit-workers-2"
@@ -57,12 +58,6 @@ OLD_WORKERS = sorted(INVENTORY.get_hosts("workers"))
 def container(name: str) -> testinfra.host.Host:
     """A host the stack's inventory does not name: its container, directly."""
     return testinfra.get_host(f"docker://{name}")
-
-
-def superuser_sql(host: testinfra.host.Host, sql: str) -> str:
-    return host.check_output(
-        "runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -d kit -c %s", sql
-    )
 
 
 @pytest.fixture(scope="module")
@@ -143,14 +138,8 @@ def test_the_new_workers_host_takes_jobs(scaled_out: subprocess.CompletedProcess
         job_id = requests.post(
             f"{LB_URL}/jobs", params={"label": "scale-out", "seconds": "0"}, timeout=10
         ).json()["id"]
-        body: dict[str, Any] = {}
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            body = requests.get(f"{LB_URL}/jobs/{job_id}", timeout=10).json()
-            if body["status"] in {"finished", "failed"}:
-                break
-            time.sleep(0.3)
-        assert body.get("status") == "finished", body
+        body = wait_for_job(job_id)
+        assert body["status"] == "finished", body
         assert body["result"]["worker_host"] == container(WORKER).check_output("hostname")
     finally:
         for name in OLD_WORKERS:

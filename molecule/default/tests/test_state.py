@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 import testinfra
-from conftest import INVENTORY, get_host, host_vars, secret
+from conftest import INVENTORY, get_host, host_vars, secret, wait_for_job
 
 LB_URL = str(host_vars(INVENTORY.get_hosts("lb")[0])["local_stack_lb_url"])
 APP_NODES = sorted(INVENTORY.get_hosts("app"))
@@ -54,15 +53,6 @@ def stat(redis_host, port: int, field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split(":")[1])
     raise AssertionError(f"INFO stats has no {field}")
-
-
-def wait_for_job(job_id: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = requests.get(f"{LB_URL}/jobs/{job_id}", timeout=10).json()
-        if body["status"] in {"finished", "failed"} or time.monotonic() > deadline:
-            return body
-        time.sleep(0.3)
 
 
 def test_session_counter_keeps_counting_across_instances_and_nodes() -> None:

@@ -22,9 +22,16 @@ case "$dist" in
 esac
 image="${KIT_BASE_IMAGE:-kit-$dist-systemd:latest}"
 
+# The image records which version of this script built it: the kit's own image (its default
+# name) is rebuilt when the script changed. An image named by KIT_BASE_IMAGE is used as is.
+build=$(sha256sum "$0" | cut -c1-12)
 if [ "${KIT_IMAGE_REBUILD:-0}" != 1 ] && docker image inspect "$image" >/dev/null 2>&1; then
-    log "$image is present; not rebuilding (KIT_IMAGE_REBUILD=1 forces it)"
-    exit 0
+    built=$(docker image inspect -f '{{index .Config.Labels "kit.build"}}' "$image" 2>/dev/null || true)
+    if [ "$built" = "$build" ] || [ "$image" != "kit-$dist-systemd:latest" ]; then
+        log "$image is present; not rebuilding (KIT_IMAGE_REBUILD=1 forces it)"
+        exit 0
+    fi
+    log "$image was built by another version of this script; rebuilding it"
 fi
 
 # The first http(s) URI the machine's apt sources use for a Debian suite, one-line or deb822.
@@ -81,6 +88,11 @@ deb $mirror $dist main
 deb $mirror $dist-updates main
 deb $security $dist-security main
 SOURCES
+# Package installs as Debian's own container images make them: dpkg does not fsync each
+# file it unpacks (a container's filesystem is thrown away, not recovered after a crash),
+# and apt fetches no translations. Installing the stack's packages takes about a third less.
+echo force-unsafe-io >"$root/etc/dpkg/dpkg.cfg.d/kit-unsafe-io"
+echo 'Acquire::Languages "none";' >"$root/etc/apt/apt.conf.d/kit-no-languages"
 # An empty machine-id: systemd gives each container its own at boot.
 : >"$root/etc/machine-id"
 rm -f "$root/var/lib/dbus/machine-id"
@@ -92,5 +104,6 @@ log "importing as $image"
 tar -C "$root" -c . | docker import \
     -c 'CMD ["/lib/systemd/systemd"]' \
     -c 'ENV container=docker' \
+    -c "LABEL kit.build=$build" \
     - "$image" >/dev/null
 log "built $image ($(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1/1e6}'))"

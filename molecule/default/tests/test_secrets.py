@@ -26,7 +26,11 @@ def test_check_diff_shows_changes_and_no_secret() -> None:
             "cache": redis_defaults["redis_app_acl"]["cache"] + " -lastsave",
         },
     }
-    result = run_playbook("site.yml", "--check", "--diff", "-e", json.dumps(changes))
+    # Every layer that holds a secret: the base system and the firewall hold none (public
+    # keys, settings and addresses), and the full-topology converge already ran them.
+    result = run_playbook(
+        "site.yml", "--check", "--diff", "--skip-tags", "common,firewall", "-e", json.dumps(changes)
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
     # The run shows the changes it would make where they hold no secret.

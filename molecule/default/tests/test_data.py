@@ -265,3 +265,92 @@ def test_a_setting_that_needs_a_restart_restarts_the_primary_only_when_asked(
     # PgBouncer reconnected to the restarted primary: writes go through again.
     written = requests.post(f"{LB_URL}/items", json={"name": f"after-{uuid.uuid4()}"}, timeout=10)
     assert written.status_code == 201, written.text
+
+
+def streaming_replicas(primary: testinfra.host.Host) -> set[str]:
+    rows = superuser_sql(
+        primary, "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'"
+    )
+    return set(rows.split())
+
+
+def wait_streaming(primary: testinfra.host.Host, name: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while slot(name) not in streaming_replicas(primary) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert slot(name) in streaming_replicas(primary), streaming_replicas(primary)
+
+
+def replica_shows_a_new_row(primary: testinfra.host.Host, replica: testinfra.host.Host) -> bool:
+    name = f"rebuilt-{uuid.uuid4()}"
+    superuser_sql(primary, f"INSERT INTO items (name) VALUES ('{name}')")
+    deadline = time.monotonic() + 10
+    query = f"SELECT count(*) FROM items WHERE name = '{name}'"
+    while superuser_sql(replica, query) != "1" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return superuser_sql(replica, query) == "1"
+
+
+def cluster_unit(host: testinfra.host.Host) -> str:
+    return host.check_output(
+        "systemctl list-units --all --plain --no-legend 'postgresql@*.service' | cut -d' ' -f1"
+    )
+
+
+def test_a_replica_whose_slot_was_lost_is_rebuilt_by_db_rebuild_replica(
+    primary: testinfra.host.Host,
+) -> None:
+    """The replica stopped past the primary's cap on the WAL its slot keeps (lowered to 1 MB
+    for the test): PostgreSQL invalidates the slot, and the replica, started again, cannot
+    catch up. db_rebuild_replica.yml drops the slot, creates it again and builds the replica
+    from a new base backup: it streams through its slot and shows a row written on the
+    primary."""
+    name = REPLICAS[-1]
+    replica = get_host(name)
+    unit = cluster_unit(replica)
+    wal_status = f"SELECT wal_status FROM pg_replication_slots WHERE slot_name = '{slot(name)}'"
+    replica.check_output(f"systemctl stop {unit}")
+    try:
+        superuser_sql(primary, "ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'")
+        superuser_sql(primary, "SELECT pg_reload_conf()")
+        for _ in range(3):
+            superuser_sql(primary, f"INSERT INTO items (name) VALUES ('wal-{uuid.uuid4()}')")
+            superuser_sql(primary, "SELECT pg_switch_wal()")
+            superuser_sql(primary, "CHECKPOINT")
+        assert superuser_sql(primary, wal_status) == "lost"
+    finally:
+        superuser_sql(primary, "ALTER SYSTEM RESET max_slot_wal_keep_size")
+        superuser_sql(primary, "SELECT pg_reload_conf()")
+        replica.check_output(f"systemctl start {unit}")
+    for _ in range(10):
+        time.sleep(0.5)
+        assert slot(name) not in streaming_replicas(primary)
+    assert not replica_shows_a_new_row(primary, replica)
+
+    result = run_playbook("db_rebuild_replica.yml", "-e", f"replica={name}")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    dropped = output[output.index("TASK [postgresql : Drop the replicas' invalidated slots") :]
+    assert dropped.split("TASK [")[1].count(f"changed: [{PRIMARY}] => (item={slot(name)})") == 1
+    assert "TASK [postgresql : Copy the primary with pg_basebackup" in output
+    wait_streaming(primary, name)
+    assert superuser_sql(primary, wal_status) == "reserved"
+    active = f"SELECT active FROM pg_replication_slots WHERE slot_name = '{slot(name)}'"
+    assert superuser_sql(primary, active) == "t"
+    assert replica_shows_a_new_row(primary, replica)
+
+
+def test_a_replica_left_empty_by_a_failed_base_backup_is_built_by_the_next_run(
+    primary: testinfra.host.Host,
+) -> None:
+    """A base backup that fails half-way leaves the data directory empty, and the cluster
+    cannot start: the next site.yml run builds the replica again instead of failing."""
+    name = REPLICAS[-1]
+    replica = get_host(name)
+    unit = cluster_unit(replica)
+    replica.check_output(f"systemctl stop {unit}")
+    replica.check_output("find /var/lib/postgresql/*/main -mindepth 1 -delete")
+    result = run_playbook("site.yml", "--tags", "postgresql", "--limit", "db")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    wait_streaming(primary, name)
+    assert replica_shows_a_new_row(primary, replica)

@@ -71,7 +71,13 @@ def main() -> None:
 
     owner = (SECRETS / "postgresql_owner_password").read_text().strip()
     app = (SECRETS / "postgresql_app_password").read_text().strip()
-    direct = f"host={PRIMARY_IP} port=5432 dbname=kit sslmode=require"
+    # Verified TLS with a certificate from the kit's CA, as PgBouncer connects (the primary's
+    # own files: pgbench runs in its filesystem).
+    direct = (
+        f"host={PRIMARY_IP} port=5432 dbname=kit sslmode=verify-full"
+        " sslrootcert=/etc/ssl/kit/ca.crt sslcert=/etc/ssl/kit/host.crt"
+        " sslkey=/etc/ssl/private/kit-host.key"
+    )
     pooled = "host=127.0.0.1 port=6432 dbname=kit"
 
     init = pgbench(f"{direct} user=kit_owner", owner, "-i", "-q", f"-s{options.scale}")

@@ -73,7 +73,9 @@ def secret(name: str) -> str:
 
 def all_secrets() -> dict[str, str]:
     """Every secret of the local environment, by name."""
-    return {path.name: secret(path.name) for path in sorted(secrets_dir().iterdir())}
+    return {
+        path.name: secret(path.name) for path in sorted(secrets_dir().iterdir()) if path.is_file()
+    }
 
 
 def get_host(name: str) -> testinfra.host.Host:

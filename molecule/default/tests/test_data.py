@@ -44,6 +44,83 @@ def test_every_replica_streams_from_the_primary(primary: testinfra.host.Host) ->
     assert slots == [f"{slot(name)}|true" for name in REPLICAS]
 
 
+def test_every_network_connection_to_postgresql_is_verified_tls(
+    primary: testinfra.host.Host,
+) -> None:
+    """pg_stat_ssl on the primary: every client and replication connection is TLS, and each
+    presented its host's certificate from the kit's CA (subject: the inventory name)."""
+    # A server connection from every PgBouncer: one query through each node's own.
+    password = secret("postgresql_app_password")
+    for name in BOUNCERS:
+        through = get_host(name).run(
+            "PGPASSWORD=%s psql -XAtq 'host=127.0.0.1 port=6432 dbname=kit user=kit_app'"
+            " -c 'SELECT 1'",
+            password,
+        )
+        assert through.rc == 0, f"{name}: {through.stderr}"
+    rows = superuser_sql(
+        primary,
+        "SELECT a.backend_type || '|' || s.ssl || '|' || coalesce(s.client_dn, '')"
+        " FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)"
+        " WHERE a.client_addr IS NOT NULL ORDER BY 1",
+    ).splitlines()
+    assert rows
+    seen: dict[str, set[str]] = {}
+    for row in rows:
+        kind, ssl, dn = row.split("|")
+        assert ssl == "t", row
+        assert dn.startswith("/CN="), row
+        seen.setdefault(kind, set()).add(dn.removeprefix("/CN="))
+    assert seen["walsender"] == set(REPLICAS)
+    assert seen["client backend"] >= set(BOUNCERS)
+    for name in BOUNCERS:
+        config = get_host(name).check_output(
+            "runuser -u postgres -- psql -XAtq -p 6432 -d pgbouncer -c 'SHOW CONFIG'"
+        )
+        assert "server_tls_sslmode|verify-full|" in config, name
+
+
+def test_a_certificate_from_another_ca_is_refused(primary: testinfra.host.Host) -> None:
+    """From an admitted address, with the right password: a client certificate the kit's
+    CA did not sign is refused, and so is a client with none."""
+    node = get_host(APP_NODES[0])
+    made = node.run(
+        "set -e; d=$(mktemp -d); cd $d;"
+        " openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2"
+        " -subj /CN=other-ca -keyout ca.key -out ca.crt 2>/dev/null;"
+        " openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+        " -subj /CN=%s -keyout client.key -out client.csr 2>/dev/null;"
+        " openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1"
+        " -out client.crt 2>/dev/null; chmod 600 client.key; echo $d",
+        APP_NODES[0],
+    )
+    assert made.rc == 0, made.stderr
+    other = made.stdout.strip()
+    address = host_vars(PRIMARY)["private_ip"]
+    attempts = {
+        "kit": "sslcert=/etc/ssl/kit/host.crt sslkey=/etc/ssl/private/kit-host.key",
+        "other": f"sslcert={other}/client.crt sslkey={other}/client.key",
+        "none": "sslcert=/nonexistent sslkey=/nonexistent",
+    }
+    results = {
+        kind: node.run(
+            "PGPASSWORD=%s PGCONNECT_TIMEOUT=5 psql -XAtq %s -c 'SELECT 1'",
+            secret("postgresql_app_password"),
+            f"host={address} port=5432 dbname=kit user=kit_app sslmode=verify-full"
+            f" sslrootcert=/etc/ssl/kit/ca.crt {tls}",
+        )
+        for kind, tls in attempts.items()
+    }
+    node.run("rm -rf %s", other)
+    assert results["kit"].rc == 0, results["kit"].stderr
+    for kind in ("other", "none"):
+        assert results[kind].rc != 0, kind
+        assert "certificate" in results[kind].stderr or "unknown ca" in results[kind].stderr, (
+            kind,
+            results[kind].stderr,
+        )
+
+
 def test_row_inserted_on_the_primary_is_visible_on_each_replica(
     primary: testinfra.host.Host,
 ) -> None:

@@ -121,7 +121,7 @@ def test_pool_settings_and_open_file_limit(host) -> None:
     assert config["default_pool_size"] == "10"
     assert config["max_db_connections"] == "20"
     assert config["query_wait_timeout"] == "30"
-    assert config["server_tls_sslmode"] == "require"
+    assert config["server_tls_sslmode"] == "verify-full"
     limits = host.file(f"/proc/{main_pid(host)}/limits").content_string
     soft = next(line for line in limits.splitlines() if line.startswith("Max open files"))
     assert int(soft.split()[3]) > 10000

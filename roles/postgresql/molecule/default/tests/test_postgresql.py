@@ -42,15 +42,22 @@ def local_sql(host, sql: str) -> str:
     return cmd.stdout.strip()
 
 
-def net_sql(host, address: str, user: str, sql: str, sslmode: str = "require") -> Any:
+# The host's own certificate from the kit's CA (the pki role), which every network client
+# presents, and the CA it checks the server against.
+TLS = (
+    "sslrootcert=/etc/ssl/kit/ca.crt sslcert=/etc/ssl/kit/host.crt"
+    " sslkey=/etc/ssl/private/kit-host.key"
+)
+
+
+def net_sql(
+    host, address: str, user: str, sql: str, sslmode: str = "verify-full", tls: str = TLS
+) -> Any:
     """Run SQL as an application role over TCP, as a client on the network would."""
     return host.run(
-        "PGPASSWORD=%s PGCONNECT_TIMEOUT=5 psql -XAtq -v ON_ERROR_STOP=1 "
-        "'host=%s port=5432 dbname=kit user=%s sslmode=%s' -c %s",
+        "PGPASSWORD=%s PGCONNECT_TIMEOUT=5 psql -XAtq -v ON_ERROR_STOP=1 %s -c %s",
         PASSWORDS.get(user, "wrong"),
-        address,
-        user,
-        sslmode,
+        f"host={address} port=5432 dbname=kit user={user} sslmode={sslmode} {tls}",
         sql,
     )
 
@@ -134,11 +141,59 @@ def test_network_clients_need_tls_and_an_admitted_address(primary, replica) -> N
     assert f'host "{REPLICA_IP}"' in stranger.stderr
 
 
+def test_replication_is_verified_tls_with_the_replicas_certificate(primary, replica) -> None:
+    """The replica checks the primary's certificate and address, and presents its own."""
+    row = local_sql(
+        primary,
+        "SELECT s.ssl, s.client_dn FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)",
+    )
+    assert row == "t|/CN=kit-molecule-pg-2"
+    assert "sslmode=verify-full" in local_sql(replica, "SHOW primary_conninfo")
+
+
+def test_a_client_without_a_kit_certificate_is_refused(primary) -> None:
+    # No certificate at all: the password alone is not enough.
+    bare = net_sql(
+        primary, PRIMARY_IP, "kit_app", "SELECT 1", tls="sslrootcert=/etc/ssl/kit/ca.crt"
+    )
+    assert bare.rc != 0
+    assert "certificate" in bare.stderr
+    # A certificate from another CA, with the right password.
+    made = primary.run(
+        "set -e; d=$(mktemp -d); cd $d;"
+        " openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2"
+        " -subj /CN=other-ca -keyout ca.key -out ca.crt 2>/dev/null;"
+        " openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+        " -subj /CN=kit-molecule-pg-1 -keyout client.key -out client.csr 2>/dev/null;"
+        " openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1"
+        " -out client.crt 2>/dev/null; chmod 600 client.key; echo $d"
+    )
+    assert made.rc == 0, made.stderr
+    other = made.stdout.strip()
+    foreign = net_sql(
+        primary,
+        PRIMARY_IP,
+        "kit_app",
+        "SELECT 1",
+        tls=f"sslrootcert=/etc/ssl/kit/ca.crt sslcert={other}/client.crt sslkey={other}/client.key",
+    )
+    assert foreign.rc != 0
+    assert "certificate" in foreign.stderr or "unknown ca" in foreign.stderr, foreign.stderr
+    # The kit's CA does not vouch for the address of a server it did not certify: a client
+    # checking the address refuses the replica's certificate presented as the primary's.
+    wrong_name = primary.run(
+        "PGPASSWORD=molecule-app PGCONNECT_TIMEOUT=5 psql -XAtq %s -c 'SELECT 1'",
+        f"host={PRIMARY_IP} hostaddr={REPLICA_IP} port=5432 dbname=kit user=kit_app"
+        f" sslmode=verify-full {TLS}",
+    )
+    assert wrong_name.rc != 0
+    assert "does not match host name" in wrong_name.stderr, wrong_name.stderr
+
+
 def test_application_roles_cannot_reach_other_databases(primary) -> None:
     other = primary.run(
-        "PGPASSWORD=molecule-app psql -XAtq 'host=%s dbname=postgres user=kit_app sslmode=require'"
-        " -c 'SELECT 1'",
-        PRIMARY_IP,
+        "PGPASSWORD=molecule-app psql -XAtq %s -c 'SELECT 1'",
+        f"host={PRIMARY_IP} dbname=postgres user=kit_app sslmode=verify-full {TLS}",
     )
     assert other.rc != 0
 

@@ -80,6 +80,14 @@ def test_postgresql_from_the_clients_and_the_other_database_hosts_not_itself() -
     assert got["PostgreSQL"]["from"] == [IPS["app-1"], IPS["workers-1"], IPS["db-2"]]
 
 
+def test_pgbackrest_only_from_its_peers() -> None:
+    endpoint = {"port": 8432, "peers": [IPS["mon-1"]]}
+    got = services("db-1", pgbackrest_endpoint=endpoint)
+
+    assert got["pgBackRest"] == {"name": "pgBackRest", "ports": [8432], "from": [IPS["mon-1"]]}
+    assert "pgBackRest" not in services("db-1", pgbackrest_endpoint=endpoint | {"peers": []})
+
+
 def test_nothing_is_opened_for_what_was_not_published() -> None:
     assert services("app-1") == {}
     assert list(services("lb-1")) == ["load balancer"]

@@ -68,7 +68,7 @@ def test_every_network_connection_to_postgresql_is_verified_tls(
     seen: dict[str, set[str]] = {}
     for row in rows:
         kind, ssl, dn = row.split("|")
-        assert ssl == "t", row
+        assert ssl == "true", row
         assert dn.startswith("/CN="), row
         seen.setdefault(kind, set()).add(dn.removeprefix("/CN="))
     assert seen["walsender"] == set(REPLICAS)
@@ -379,7 +379,8 @@ def test_a_replica_whose_slot_was_lost_is_rebuilt_by_db_rebuild_replica(
 ) -> None:
     """The replica stopped past the primary's cap on the WAL its slot keeps (lowered to 1 MB
     for the test): PostgreSQL invalidates the slot, and the replica, started again, cannot
-    catch up. db_rebuild_replica.yml drops the slot, creates it again and builds the replica
+    stream through it (it replays what reaches the WAL archive, up to archive_timeout
+    behind). db_rebuild_replica.yml drops the slot, creates it again and builds the replica
     from a new base backup: it streams through its slot and shows a row written on the
     primary."""
     name = REPLICAS[-1]
@@ -402,7 +403,6 @@ def test_a_replica_whose_slot_was_lost_is_rebuilt_by_db_rebuild_replica(
     for _ in range(10):
         time.sleep(0.5)
         assert slot(name) not in streaming_replicas(primary)
-    assert not replica_shows_a_new_row(primary, replica)
 
     result = run_playbook("db_rebuild_replica.yml", "-e", f"replica={name}")
     output = result.stdout + result.stderr

@@ -221,11 +221,21 @@ def test_the_statements_that_took_the_most_time_are_reported() -> None:
     assert any(float(r["value"][1]) > 0 and r["metric"]["query"] for r in found)
 
 
-def test_the_lb_certificate_expiry_is_reported() -> None:
-    """The lb's certificate, read by kit-tls-expiry.timer into node_exporter's textfile
-    collector: the local stand-in is valid for 825 days from its creation."""
+def test_the_certificates_expiry_is_reported() -> None:
+    """The lb's certificate and each host's from the kit's CA (the pki role: the database
+    hosts, every PgBouncer node and the backup repository), read by kit-tls-expiry.timer into
+    node_exporter's textfile collector: each valid for 825 days from its creation."""
     found = query("kit_tls_certificate_not_after_seconds")
-    assert sorted(r["metric"]["host"] for r in found) == LBS
+    by_path: dict[str, list[str]] = {}
+    for r in found:
+        by_path.setdefault(r["metric"]["path"], []).append(r["metric"]["host"])
+    assert sorted(by_path.pop("/etc/ssl/kit/host.crt")) == sorted(
+        set(INVENTORY.get_hosts("db"))
+        | set(APP_NODES)
+        | set(INVENTORY.get_hosts("workers"))
+        | set(INVENTORY.get_hosts("monitoring"))
+    )
+    assert sorted(host for hosts in by_path.values() for host in hosts) == LBS
     days = [(float(r["value"][1]) - time.time()) / 86400 for r in found]
     assert all(700 < d <= 825 for d in days), days
     assert alerts("KitCertificateExpiring") == []
@@ -284,3 +294,26 @@ def test_every_panel_of_the_page_has_data_for_every_tier() -> None:
     assert empty == expected
     tiers = {p["tier"] for p in panels()}
     assert {"Load balancer", "App servers", "Database", "Redis", "Queues"} <= tiers
+
+
+def test_backups_and_wal_archiving_are_in_the_metrics() -> None:
+    """The repository's backups (kit-pgbackrest-metrics, through node_exporter's textfile
+    collector) and the primary's WAL archiving (PostgreSQL's exporter) reach Prometheus,
+    and no backup alert fires on a stack just converged."""
+    get_host(MONITORING).check_output("systemctl start kit-pgbackrest-metrics.service")
+    wait_for(
+        "the last full backup in Prometheus",
+        lambda: bool(query('kit_pgbackrest_backup_end_seconds{stanza="kit",type="full"}')),
+    )
+    assert scalar('kit_pgbackrest_status{stanza="kit"}') == 0
+    assert scalar("kit_pgbackrest_up") == 1
+    ended = scalar('max(kit_pgbackrest_backup_end_seconds{stanza="kit"})')
+    assert 0 < time.time() - ended < 6 * 3600
+    primary = INVENTORY.get_hosts("db_primary")[0]
+    archiver = query(f'kit_pg_archiver_last_archived_seconds{{host="{primary}"}}')
+    assert archiver, "the primary's archiver is not in the metrics"
+    assert (
+        query(f'kit_pg_archiver_failing{{host="{primary}", role="primary"}}')[0]["value"][1] == "0"
+    )
+    for name in ("KitBackupTooOld", "KitBackupRepositoryUnhealthy", "KitWalArchiveFailing"):
+        assert alerts(name) == [], name

@@ -111,7 +111,9 @@ def followed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obj
         vault = inventory / "group_vars" / "all" / "vault.yml"
         secrets: dict[str, str] = {}
         for line in vault.read_text().splitlines():
-            if line.startswith("vault_"):
+            # Every secret the local environment has; the keys of an S3 backup repository,
+            # which neither uses, stay placeholders.
+            if line.startswith("vault_") and not line.startswith("vault_pgbackrest_s3_"):
                 name = line.split(":", 1)[0]
                 secrets[name] = secret(name.removeprefix("vault_"))
                 edit(vault, line, f"{name}: {secrets[name]}")

@@ -2,7 +2,7 @@
 
 Built from the inventory's groups and what the other roles publish in every run
 (haproxy_endpoint, app_gunicorn_listeners, reaper_endpoint, redis_endpoints,
-postgresql_endpoint), so a port
+postgresql_endpoint, pgbackrest_endpoint), so a port
 is opened only to the private addresses of the hosts that use it.
 """
 
@@ -75,6 +75,10 @@ def firewall_services(
             a for a in _ips(ips_of, [*settings["client_groups"], settings["db_group"]]) if a != ip
         ]
         out.append({"name": "PostgreSQL", "ports": [int(postgresql["port"])], "from": peers})
+    pgbackrest = published.get("pgbackrest_endpoint")
+    if pgbackrest and pgbackrest.get("peers"):
+        out.append({"name": "pgBackRest", "ports": [int(pgbackrest["port"])],
+                    "from": list(pgbackrest["peers"])})  # fmt: skip
     exporters = published.get("exporters_endpoints")
     if exporters and monitoring:
         out.append({"name": "exporters", "ports": [int(e["port"]) for e in exporters],

@@ -137,9 +137,10 @@ docs: setup ## Regenerate the role READMEs' variable tables
 
 # Every benchmark in benchmarks/, each with its defaults; those that import the reaper package
 # run in the reaper's own virtualenv.
-# Every script in benchmarks/ but stack.py, the module they share, and converge_dist.py,
-# which replaces the running stack with one of each Debian release.
-BENCHMARKS        := $(filter-out benchmarks/stack.py benchmarks/converge_dist.py,$(sort $(wildcard benchmarks/*.py)))
+# Every script in benchmarks/ but stack.py, the module they share, converge_dist.py, which
+# replaces the running stack with one of each Debian release, and backup_restore.py, which
+# restores the database from a backup (run each by hand).
+BENCHMARKS        := $(filter-out benchmarks/stack.py benchmarks/converge_dist.py benchmarks/backup_restore.py,$(sort $(wildcard benchmarks/*.py)))
 REAPER_BENCHMARKS := benchmarks/reaper_overhead.py
 
 bench: setup $(REAPER_STAMP) ## Every benchmark against the running local stack (results: benchmarks/RESULTS.md; installs wrk when missing)

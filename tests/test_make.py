@@ -143,13 +143,17 @@ def test_bench_runs_every_benchmark_and_installs_wrk_first() -> None:
     lines = result.stdout.splitlines()
     wrk = next(n for n, line in enumerate(lines) if "apt-command.sh wrk" in line)
     # stack.py is the module the benchmarks share, not a benchmark; converge_dist.py replaces
-    # the running stack, so it is run on its own.
-    alone = {ROOT / "benchmarks/stack.py", ROOT / "benchmarks/converge_dist.py"}
+    # the running stack and backup_restore.py restores its database, so each is run on its own.
+    alone = {
+        ROOT / "benchmarks/stack.py",
+        ROOT / "benchmarks/converge_dist.py",
+        ROOT / "benchmarks/backup_restore.py",
+    }
     for benchmark in sorted(set((ROOT / "benchmarks").glob("*.py")) - alone):
         runs = [n for n, line in enumerate(lines) if f"benchmarks/{benchmark.name}" in line]
         assert runs, f"make bench does not run {benchmark.name}"
         assert min(runs) > wrk
-    assert not any("converge_dist.py" in line for line in lines)
+    assert not any("converge_dist.py" in line or "backup_restore.py" in line for line in lines)
     # The reaper's benchmark imports kit_reaper: it runs in the reaper's own virtualenv.
     reaper = next(line for line in lines if "benchmarks/reaper_overhead.py" in line)
     assert ".cache/reaper-venv/bin/python" in reaper

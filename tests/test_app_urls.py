@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 from ansible.errors import AnsibleFilterError
@@ -40,6 +40,22 @@ def test_a_user_gets_urls_only_for_the_instances_it_exists_on() -> None:
     }
     assert sorted(app_urls.app_redis_urls(endpoints, "app", "pw")) == ["queues", "sessions"]
     assert sorted(app_urls.app_redis_urls(endpoints, "worker", "pw")) == ["queues"]
+
+
+def test_an_instance_on_tls_gets_a_url_that_checks_its_certificate() -> None:
+    endpoint = {"host": "10.0.0.4", "port": 6380, "tls": {"ca_file": "/etc/ssl/kit/ca.crt"}}
+    parts = urlsplit(app_urls.app_redis_urls({"queues": endpoint}, "app", AWKWARD)["queues"])
+
+    assert (parts.scheme, parts.hostname, parts.port, parts.path) == (
+        "rediss",
+        "10.0.0.4",
+        6380,
+        "/0",
+    )
+    assert unquote(parts.password or "") == AWKWARD
+    assert parse_qs(parts.query) == {"ssl_ca_certs": ["/etc/ssl/kit/ca.crt"]}
+    # The environment file is sourced by shells too: nothing in it may end an assignment.
+    assert "&" not in urlsplit(app_urls.redis_url(endpoint, "app", "pw")).geturl()
 
 
 def test_database_urls_name_each_user_and_database() -> None:

@@ -146,8 +146,8 @@ def test_a_cold_run_renders_every_url_into_the_environment(tmp_path: Path) -> No
     assert sorted(rendered) == ["kit-app-1", "kit-app-2", "kit-workers-1"]
     for host, text in rendered.items():
         for name in (
-            "KIT_REDIS_SESSIONS_URL=redis://app:",
-            "KIT_REDIS_QUEUES_URL=redis://app:",
+            "KIT_REDIS_SESSIONS_URL=rediss://app:",
+            "KIT_REDIS_QUEUES_URL=rediss://app:",
             "KIT_DATABASE_URL=postgresql://kit_app:",
             "KIT_DATABASE_READ_URL=postgresql://kit_ro:",
         ):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -17,6 +17,8 @@ APP_NODES = sorted(INVENTORY.get_hosts("app"))
 REDIS = INVENTORY.get_hosts("redis")[0]
 WORKERS = INVENTORY.get_hosts("workers")[0]
 SESSIONS, CACHE, QUEUES = 6379, 6381, 6380
+# The kit's CA on every host (the pki role).
+CA = "/etc/ssl/kit/ca.crt"
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +42,25 @@ def app_env(name: str) -> str:
     return env_file(APP_NODES[0])[name]
 
 
+def redis_address() -> str:
+    """The address the Redis host's certificate names, as the application reaches it."""
+    return str(urlsplit(app_env("KIT_REDIS_SESSIONS_URL")).hostname)
+
+
+def cli(url: str) -> str:
+    """redis-cli for an application URL: TLS (rediss://) with the CA the URL names, the
+    query (redis-py's options) left out of the URL redis-cli reads."""
+    parts = urlsplit(url)
+    ca = parse_qs(parts.query)["ssl_ca_certs"][0]
+    return f"redis-cli --no-auth-warning --cacert {ca} -u '{parts._replace(query='').geturl()}'"
+
+
 def admin(redis_host, port: int, command: str) -> str:
     """redis-cli as the operators' user."""
     password = secret("redis_admin_password")
     return redis_host.check_output(
-        f"REDISCLI_AUTH='{password}' redis-cli --no-auth-warning --user admin -p {port} {command}"
+        f"REDISCLI_AUTH='{password}' redis-cli --no-auth-warning --tls --cacert {CA}"
+        f" -h {redis_address()} --user admin -p {port} {command}"
     )
 
 
@@ -128,7 +144,7 @@ def fill(redis_host, port: int, url: str, prefix: str) -> tuple[str, int]:
     try:
         out = redis_host.check_output(
             f"seq 1 3000 | sed 's/.*/SET {prefix}& {'x' * 4096}/' "
-            f"| redis-cli --no-auth-warning -u '{url}' 2>&1 | sort | uniq -c"
+            f"| {cli(url)} 2>&1 | sort | uniq -c"
         )
         return out, stat(redis_host, port, "evicted_keys") - evicted_before
     finally:
@@ -191,7 +207,7 @@ def test_a_worker_password_opens_no_session(redis_host) -> None:
     """A worker host's credentials, tried on the sessions instance: refused."""
     queues = urlsplit(env_file(WORKERS)["KIT_REDIS_QUEUES_URL"])
     url = queues._replace(netloc=f"{queues.netloc.rsplit(':', 1)[0]}:{SESSIONS}").geturl()
-    out = redis_host.run(f"redis-cli --no-auth-warning -u '{url}' GET kit:session:x")
+    out = redis_host.run(f"{cli(url)} GET kit:session:x")
     assert "WRONGPASS" in out.stdout + out.stderr or "NOAUTH" in out.stdout, out
 
 
@@ -215,5 +231,32 @@ def test_everything_the_app_and_workers_do_is_within_their_acl(redis_host, worke
 def test_the_app_user_cannot_flush_or_reconfigure_redis(redis_host) -> None:
     url = app_env("KIT_REDIS_SESSIONS_URL")
     for command in ("FLUSHALL", "CONFIG GET maxmemory", "CONFIG SET maxmemory 1mb"):
-        out = redis_host.check_output(f"redis-cli --no-auth-warning -u '{url}' {command}")
+        out = redis_host.check_output(f"{cli(url)} {command}")
         assert "NOPERM" in out, (command, out)
+
+
+def test_every_instance_serves_tls_only_with_a_certificate_from_the_kit_ca() -> None:
+    """From an app node: each instance's certificate verifies against the kit's CA for the
+    address the application uses, a plain-text client gets no answer, and a client that
+    trusts another CA refuses the server."""
+    node = get_host(APP_NODES[0])
+    address = redis_address()
+    node.check_output(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1"
+        " -subj /CN=foreign-ca -keyout /tmp/foreign-ca.key -out /tmp/foreign-ca.crt 2>/dev/null"
+    )
+    for port in (SESSIONS, CACHE, QUEUES):
+        handshake = f"openssl s_client -connect {address}:{port} -verify_return_error -brief"
+        verified = node.run(f"{handshake} -CAfile {CA} -verify_ip {address} </dev/null")
+        assert verified.rc == 0, verified.stderr
+        assert "Verification: OK" in verified.stderr
+        foreign = node.run(f"{handshake} -CAfile /tmp/foreign-ca.crt </dev/null")
+        assert foreign.rc != 0
+        assert "verify" in foreign.stderr.lower()
+        plain = node.run(
+            f"timeout 5 bash -c 'exec 3<>/dev/tcp/{address}/{port};"
+            ' printf "PING\\r\\n" >&3; head -c 64 <&3\''
+        )
+        assert "PONG" not in plain.stdout
+    for name in ("KIT_REDIS_SESSIONS_URL", "KIT_REDIS_CACHE_URL", "KIT_REDIS_QUEUES_URL"):
+        assert urlsplit(app_env(name)).scheme == "rediss"

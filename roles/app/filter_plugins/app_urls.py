@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from ansible.errors import AnsibleFilterError
 
@@ -25,13 +25,27 @@ def service_url(
     )
 
 
+def redis_url(endpoint: Mapping[str, Any], user: str, password: str) -> str:
+    """An instance's URL, database 0. An instance on TLS (the endpoint's `tls` names the CA
+    file) gets `rediss://` and the CA in the query, which redis-py reads: it requires the
+    server's certificate, checked against that CA, by default (redis-py 7, which the
+    skeleton ships, checks its address against the host too). One parameter only: the
+    environment file stays a shell's to source (an `&` would end the assignment)."""
+    host, port = str(endpoint["host"]), endpoint["port"]
+    tls = endpoint.get("tls")
+    if not tls:
+        return service_url("redis", user, password, host, port, "0")
+    query = urlencode({"ssl_ca_certs": tls["ca_file"]}, safe="/")
+    return service_url("rediss", user, password, host, port, f"0?{query}")
+
+
 def app_redis_urls(
     endpoints: Mapping[str, Mapping[str, Any]], user: str, password: str
 ) -> dict[str, str]:
-    """One URL per Redis instance the redis role published (`redis_endpoints`), database 0,
-    for the instances where `user` exists (all of them when the endpoints name no users)."""
+    """One URL per Redis instance the redis role published (`redis_endpoints`), for the
+    instances where `user` exists (all of them when the endpoints name no users)."""
     return {
-        name: service_url("redis", user, password, str(ep["host"]), ep["port"], "0")
+        name: redis_url(ep, user, password)
         for name, ep in endpoints.items()
         if user in ep.get("users", [user])
     }

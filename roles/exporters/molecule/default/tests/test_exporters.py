@@ -55,8 +55,16 @@ def test_each_redis_exporter_reads_its_own_instance(
     assert value(text, "redis_memory_max_bytes") == maxmemory, name
 
 
+def redis_cli(host) -> str:
+    """The server's CLI, over TLS to the host's private address (which its certificate
+    names), checked against the kit's CA."""
+    binary = "valkey-cli" if host.system_info.release.split(".")[0] == "13" else "redis-cli"
+    address = host.check_output("hostname -I").split()[0]
+    return f"{binary} --tls --cacert /etc/ssl/kit/ca.crt -h {address}"
+
+
 def test_the_monitoring_user_reads_the_state_and_no_key(host) -> None:
-    cli = "valkey-cli" if host.system_info.release.split(".")[0] == "13" else "redis-cli"
+    cli = redis_cli(host)
     auth = f"REDISCLI_AUTH=molecule-monitor {cli} --no-auth-warning --user monitor -p 6379"
     assert "used_memory" in host.check_output(f"{auth} INFO memory")
     assert "NOPERM" in host.run(f"{auth} GET some-session").stdout
@@ -66,7 +74,7 @@ def test_the_monitoring_user_reads_the_state_and_no_key(host) -> None:
 
 
 def test_the_queues_exporter_reports_each_queue_depth_and_registry(host) -> None:
-    cli = "valkey-cli" if host.system_info.release.split(".")[0] == "13" else "redis-cli"
+    cli = redis_cli(host)
     admin = f"REDISCLI_AUTH=molecule-admin {cli} --no-auth-warning --user admin -p 6380"
     host.check_output(f"{admin} DEL rq:queue:default rq:failed:low")
     host.check_output(f"{admin} RPUSH rq:queue:default job-1 job-2 job-3")
@@ -89,7 +97,7 @@ def script_values(text: str) -> dict[str, float]:
 
 
 def test_the_queues_exporter_sums_the_rq_workers_and_reads_no_job(host) -> None:
-    cli = "valkey-cli" if host.system_info.release.split(".")[0] == "13" else "redis-cli"
+    cli = redis_cli(host)
     admin = f"REDISCLI_AUTH=molecule-admin {cli} --no-auth-warning --user admin -p 6380"
     monitor = f"REDISCLI_AUTH=molecule-monitor {cli} --no-auth-warning --user monitor -p 6380"
     keys = "rq:workers rq:worker:a rq:worker:b rq:job:j1"

@@ -13,6 +13,9 @@ NAMES = {SESSIONS: "sessions", CACHE: "cache", QUEUES: "queues"}
 APP = ("app", "molecule-app")
 WORKER = ("worker", "molecule-worker")
 ADMIN = ("admin", "molecule-admin")
+# TLS only, to the address the host's certificate names (private_ip, molecule.yml), checked
+# against the kit's CA.
+TLS = "--tls --cacert /etc/ssl/kit/ca.crt -h 127.0.0.1"
 
 
 def server_of(host) -> str:
@@ -32,7 +35,8 @@ def cli(host, port: int, *args: str, user: tuple[str, str] = APP) -> str:
     command = " ".join(args)
     binary = f"{server_of(host)}-cli"
     result = host.run(
-        f"REDISCLI_AUTH={password} {binary} --no-auth-warning --user {name} -p {port} {command}"
+        f"REDISCLI_AUTH={password} {binary} --no-auth-warning {TLS}"
+        f" --user {name} -p {port} {command}"
     )
     assert result.rc == 0, result.stderr
     return result.stdout.strip()
@@ -77,7 +81,7 @@ def test_policies_differ_between_sessions_cache_and_queues(host) -> None:
 
 
 def test_a_client_without_credentials_is_refused(host, server: str) -> None:
-    out = host.run(f"{server}-cli -p {SESSIONS} SET k v").stdout
+    out = host.run(f"{server}-cli {TLS} -p {SESSIONS} SET k v").stdout
     assert "NOAUTH" in out or "NOPERM" in out
 
 
@@ -92,7 +96,7 @@ def test_the_web_and_worker_users_each_reach_only_what_they_use(host) -> None:
     # The worker user does not exist on sessions or the cache.
     for port in (SESSIONS, CACHE):
         refused = host.run(
-            f"REDISCLI_AUTH={WORKER[1]} {server_of(host)}-cli --no-auth-warning"
+            f"REDISCLI_AUTH={WORKER[1]} {server_of(host)}-cli --no-auth-warning {TLS}"
             f" --user {WORKER[0]} -p {port} SET k v"
         )
         assert "WRONGPASS" in refused.stdout + refused.stderr, refused
@@ -119,7 +123,7 @@ def test_queued_entries_survive_a_restart_of_the_queues_instance(host, server: s
     # Written in transactions, as RQ enqueues: replayed from the append-only file too.
     host.check_output(
         "printf 'MULTI\\nRPUSH rq:restart-tx a\\nRPUSH rq:restart-tx b\\nEXEC\\n' "
-        f"| REDISCLI_AUTH={APP[1]} {server}-cli --no-auth-warning --user {APP[0]} -p {QUEUES}"
+        f"| REDISCLI_AUTH={APP[1]} {server}-cli --no-auth-warning {TLS} --user {APP[0]} -p {QUEUES}"
     )
     host.check_output(f"systemctl restart {server}-server@queues.service")
     for _ in range(30):
@@ -129,3 +133,20 @@ def test_queued_entries_survive_a_restart_of_the_queues_instance(host, server: s
     assert cli(host, QUEUES, "LLEN", "rq:restart-probe") == "200"
     assert cli(host, QUEUES, "LINDEX", "rq:restart-probe", "199") == "199"
     assert cli(host, QUEUES, "LRANGE", "rq:restart-tx", "0", "-1").split() == ["a", "b"]
+
+
+def test_the_instances_serve_tls_only(host, server: str) -> None:
+    """No plain-text port answers; each instance's certificate is the host's, from the
+    kit's CA, for the address clients use."""
+    for port in (SESSIONS, CACHE, QUEUES):
+        plain = host.run(
+            f"REDISCLI_AUTH={APP[1]} {server}-cli --no-auth-warning --user app -p {port} PING"
+        )
+        assert "PONG" not in plain.stdout
+        handshake = host.run(
+            f"openssl s_client -connect 127.0.0.1:{port} -CAfile /etc/ssl/kit/ca.crt"
+            " -verify_ip 127.0.0.1 -verify_return_error -brief </dev/null"
+        )
+        assert handshake.rc == 0, handshake.stderr
+        assert "Verification: OK" in handshake.stderr
+    assert cli(host, SESSIONS, "CONFIG", "GET", "port", user=ADMIN).split() == ["port", "0"]

@@ -1,5 +1,5 @@
-"""ansible/db_rebuild_replica.yml rebuilds one database replica: any other host it is given
-is refused before a host is touched (the rebuild itself runs in the full topology's
+"""ansible/db_rebuild_replica.yml rebuilds one database replica: any other host it is given,
+or a source other than the primary or the repository, is refused before a host is touched (the rebuild itself runs in the full topology's
 test_data.py)."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from conftest import run_ansible
 @pytest.mark.parametrize(
     ("extra", "found"),
     [
-        ([], "found ''"),
-        (["-e", "replica=kit-db-1"], "found 'kit-db-1'"),  # the primary
-        (["-e", "replica=kit-app-1"], "found 'kit-app-1'"),
+        ([], "found replica ''"),
+        (["-e", "replica=kit-db-1"], "found replica 'kit-db-1'"),  # the primary
+        (["-e", "replica=kit-app-1"], "found replica 'kit-app-1'"),
+        (["-e", "replica=kit-db-2", "-e", "source=elsewhere"], "source 'elsewhere'"),
     ],
 )
 def test_a_host_that_is_not_a_replica_is_refused_before_any_host_is_touched(
@@ -26,6 +27,7 @@ def test_a_host_that_is_not_a_replica_is_refused_before_any_host_is_touched(
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert "replica must name one host of the db_replicas group (kit-db-2)" in output, output
+    assert "source be primary or repository" in output, output
     assert found in output, output
     assert "Nothing was changed." in output
     assert "PLAY [Pre-flight" not in output

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -123,6 +124,50 @@ def test_a_point_in_time_restore_brings_back_deleted_rows(primary) -> None:
     superuser_sql(primary, "INSERT INTO restore_probe (v) VALUES ('after-restore')")
     answer = requests.get(f"{LB_URL}/healthz", timeout=10)
     assert answer.status_code == 200
+
+
+def system_id(host: testinfra.host.Host) -> str:
+    """The cluster's system identifier, read in the postgres database (a fresh cluster has
+    no other)."""
+    return superuser_sql(host, "SELECT system_identifier FROM pg_control_system()", "postgres")
+
+
+def test_a_restore_onto_a_fresh_cluster_brings_back_everything_archived(primary) -> None:
+    """The primary's disk is lost once its last write reached the archive, and the host
+    comes back with an empty cluster (another system identifier), as a new host converged by
+    site.yml has: db_restore.yml archives nothing of that cluster, replaces it with the
+    repository's latest backup and the WAL since, and the replicas stream the result."""
+    superuser_sql(primary, "CREATE TABLE IF NOT EXISTS loss_probe (v text NOT NULL)")
+    written = f"before-loss-{uuid.uuid4()}"
+    superuser_sql(primary, f"INSERT INTO loss_probe VALUES ('{written}')")
+    primary.check_output("runuser -u postgres -- pgbackrest --stanza=kit check")
+    original = system_id(primary)
+    data = superuser_sql(primary, "SHOW data_directory")
+    version = superuser_sql(primary, "SHOW server_version_num")[:2]
+    unit = f"postgresql@{version}-main.service"
+    primary.check_output(
+        f"systemctl stop {unit} && rm -rf {data} && install -d -o postgres -g postgres -m 0700"
+        f" {data} && runuser -u postgres -- /usr/lib/postgresql/{version}/bin/initdb"
+        f" --pgdata={data} --auth=peer >/dev/null && systemctl start {unit}"
+    )
+    assert system_id(primary) != original
+
+    run = run_playbook(
+        "db_restore.yml", "-e", "db_restore_type=latest", "-e", "db_restore_confirm=yes"
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    archived = output[output.index("TASK [Archive the primary's current WAL]") :]
+    assert f"skipping: [{PRIMARY}]" in archived.split("TASK [")[1]
+
+    assert system_id(primary) == original
+    assert superuser_sql(primary, f"SELECT count(*) FROM loss_probe WHERE v = '{written}'") == "1"
+    assert superuser_sql(primary, "SELECT pg_is_in_recovery()") == "f"
+    slots = [name.lower().replace("-", "_") for name in REPLICAS]
+    assert wait_streaming(primary) == slots
+    for name in REPLICAS:
+        assert system_id(get_host(name)) == original
+    assert requests.get(f"{LB_URL}/healthz", timeout=10).status_code == 200
 
 
 def test_the_restore_is_refused_without_a_target_or_confirmation(primary) -> None:

@@ -379,10 +379,13 @@ def test_a_replica_whose_slot_was_lost_is_rebuilt_by_db_rebuild_replica(
 ) -> None:
     """The replica stopped past the primary's cap on the WAL its slot keeps (lowered to 1 MB
     for the test): PostgreSQL invalidates the slot, which no longer keeps any WAL for the
-    replica. Started again, the replica catches up from the WAL archive and may stream what
-    the primary still has, but nothing holds WAL for it. db_rebuild_replica.yml drops the
-    slot, creates it again and builds the replica from a new base backup: it streams
-    through a slot that reserves its WAL again and shows a row written on the primary."""
+    replica. Started again, the replica catches up from the WAL archive and streams through
+    the slot. PostgreSQL 17 keeps the slot invalidated (nothing holds WAL for the replica):
+    db_rebuild_replica.yml drops it and creates it again. PostgreSQL 15 makes the slot whole
+    once the replica streams, and nothing is dropped. Either way the replica is built again
+    from the backup repository, not the primary (the site.yml test after this one builds one
+    from a base backup of the primary): it streams through a slot that reserves its WAL and
+    shows a row written on the primary."""
     name = REPLICAS[-1]
     replica = get_host(name)
     unit = cluster_unit(replica)
@@ -400,13 +403,28 @@ def test_a_replica_whose_slot_was_lost_is_rebuilt_by_db_rebuild_replica(
         superuser_sql(primary, "ALTER SYSTEM RESET max_slot_wal_keep_size")
         superuser_sql(primary, "SELECT pg_reload_conf()")
         replica.check_output(f"systemctl start {unit}")
+    wait_streaming(primary, name, timeout=120)
+    invalidation_lasts = int(superuser_sql(primary, "SHOW server_version_num")) >= 170000
+    if invalidation_lasts:
+        reason = wal_status.replace("wal_status", "invalidation_reason")
+        assert superuser_sql(primary, reason) == "wal_removed"
+    else:
+        assert superuser_sql(primary, wal_status) == "reserved"
 
-    result = run_playbook("db_rebuild_replica.yml", "-e", f"replica={name}")
+    result = run_playbook(
+        "db_rebuild_replica.yml", "-e", f"replica={name}", "-e", "source=repository"
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
+    restored = output[
+        output.index("TASK [postgresql : Restore the replica from the backup repository") :
+    ]
+    assert f"changed: [{name}]" in restored.split("TASK [")[1]
+    copied = output[output.index("TASK [postgresql : Copy the primary with pg_basebackup") :]
+    assert f"skipping: [{name}]" in copied.split("TASK [")[1]
     dropped = output[output.index("TASK [postgresql : Drop the replicas' invalidated slots") :]
-    assert dropped.split("TASK [")[1].count(f"changed: [{PRIMARY}] => (item={slot(name)})") == 1
-    assert "TASK [postgresql : Copy the primary with pg_basebackup" in output
+    drops = dropped.split("TASK [")[1].count(f"changed: [{PRIMARY}] => (item={slot(name)})")
+    assert drops == (1 if invalidation_lasts else 0)
     wait_streaming(primary, name)
     assert superuser_sql(primary, wal_status) == "reserved"
     active = f"SELECT active FROM pg_replication_slots WHERE slot_name = '{slot(name)}'"

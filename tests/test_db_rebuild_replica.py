@@ -1,6 +1,6 @@
 """ansible/db_rebuild_replica.yml rebuilds one database replica: any other host it is given,
-or a source other than the primary or the repository, is refused before a host is touched (the rebuild itself runs in the full topology's
-test_data.py)."""
+or a source other than the primary or the repository, is refused before a host is touched
+(the rebuild itself runs in the full topology's test_data.py)."""
 
 from __future__ import annotations
 

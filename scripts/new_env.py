@@ -40,6 +40,7 @@ GROUPS: list[dict[str, Any]] = [
         ],
     },
     {"name": "monitoring"},
+    {"name": "etcd"},
 ]
 
 

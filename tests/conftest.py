@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ROLES = sorted(p for p in (ROOT / "roles").iterdir() if (p / "tasks" / "main.yml").exists())
 INVENTORIES = sorted(p for p in (ROOT / "inventories").iterdir() if p.is_dir())
-KIT_GROUPS = ("lb", "app", "workers", "redis", "db", "db_primary", "db_replicas", "monitoring")
+KIT_GROUPS = (
+    "lb", "app", "workers", "redis", "db", "db_primary", "db_replicas", "monitoring", "etcd"
+)  # fmt: skip
 
 
 def load_yaml(path: Path) -> Any:

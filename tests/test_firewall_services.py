@@ -88,6 +88,19 @@ def test_pgbackrest_only_from_its_peers() -> None:
     assert "pgBackRest" not in services("db-1", pgbackrest_endpoint=endpoint | {"peers": []})
 
 
+def test_etcd_clients_and_peers_from_the_other_members_metrics_to_monitoring() -> None:
+    members = [IPS["db-1"], IPS["db-2"], IPS["mon-1"]]
+    endpoint = {"client_port": 2379, "peer_port": "2380", "metrics_port": 2381,
+                "members": members, "clients": members}  # fmt: skip
+    got = services("mon-1", etcd_endpoint=endpoint)
+
+    assert got["etcd clients"] == {"name": "etcd clients", "ports": [2379], "from": members[:2]}
+    assert got["etcd peers"] == {"name": "etcd peers", "ports": [2380], "from": members[:2]}
+    assert got["etcd metrics"]["ports"] == [2381]
+    assert got["etcd metrics"]["from"] == [IPS["mon-1"]]
+    assert "etcd" not in " ".join(services("app-1"))
+
+
 def test_nothing_is_opened_for_what_was_not_published() -> None:
     assert services("app-1") == {}
     assert list(services("lb-1")) == ["load balancer"]

@@ -2,7 +2,7 @@
 
 Built from the inventory's groups and what the other roles publish in every run
 (haproxy_endpoint, app_gunicorn_listeners, reaper_endpoint, redis_endpoints,
-postgresql_endpoint, pgbackrest_endpoint), so a port
+postgresql_endpoint, pgbackrest_endpoint, etcd_endpoint), so a port
 is opened only to the private addresses of the hosts that use it.
 """
 
@@ -79,6 +79,18 @@ def firewall_services(
     if pgbackrest and pgbackrest.get("peers"):
         out.append({"name": "pgBackRest", "ports": [int(pgbackrest["port"])],
                     "from": list(pgbackrest["peers"])})  # fmt: skip
+    etcd = published.get("etcd_endpoint")
+    if etcd:
+        peers = [a for a in etcd["members"] if a != ip]
+        clients = [a for a in etcd["clients"] if a != ip]
+        if clients:
+            out.append({"name": "etcd clients", "ports": [int(etcd["client_port"])],
+                        "from": clients})  # fmt: skip
+        if peers:
+            out.append({"name": "etcd peers", "ports": [int(etcd["peer_port"])], "from": peers})
+        if monitoring:
+            out.append({"name": "etcd metrics", "ports": [int(etcd["metrics_port"])],
+                        "from": monitoring})  # fmt: skip
     exporters = published.get("exporters_endpoints")
     if exporters and monitoring:
         out.append({"name": "exporters", "ports": [int(e["port"]) for e in exporters],

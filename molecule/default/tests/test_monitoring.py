@@ -83,6 +83,7 @@ def test_prometheus_scrapes_every_target_the_inventory_implies_all_up() -> None:
         "redis": sum(redis_instances.values()),
         "haproxy": len(LBS),
         "reaper": len(APP_NODES),
+        "etcd": len(INVENTORY.get_hosts("etcd")),
         "prometheus": len(INVENTORY.get_hosts("monitoring")),
         "alertmanager": len(INVENTORY.get_hosts("monitoring")),
     }

@@ -75,6 +75,11 @@ def firewall_services(
             a for a in _ips(ips_of, [*settings["client_groups"], settings["db_group"]]) if a != ip
         ]
         out.append({"name": "PostgreSQL", "ports": [int(postgresql["port"])], "from": peers})
+        if postgresql.get("patroni_port"):
+            # The other members (leader race, rewind), the PgBouncer nodes' router (health
+            # checks) and Prometheus.
+            out.append({"name": "Patroni REST API", "ports": [int(postgresql["patroni_port"])],
+                        "from": list(dict.fromkeys([*peers, *monitoring]))})  # fmt: skip
     pgbackrest = published.get("pgbackrest_endpoint")
     if pgbackrest and pgbackrest.get("peers"):
         out.append({"name": "pgBackRest", "ports": [int(pgbackrest["port"])],

@@ -84,6 +84,7 @@ def test_prometheus_scrapes_every_target_the_inventory_implies_all_up() -> None:
         "haproxy": len(LBS),
         "reaper": len(APP_NODES),
         "etcd": len(INVENTORY.get_hosts("etcd")),
+        "patroni": len(INVENTORY.get_hosts("db")),
         "prometheus": len(INVENTORY.get_hosts("monitoring")),
         "alertmanager": len(INVENTORY.get_hosts("monitoring")),
     }

@@ -114,10 +114,11 @@ def clients_running(client: Callable[[], None], count: int, stop: threading.Even
             thread.join(timeout=join_timeout)
 
 
-# Run after every other check, in this order: the module that adds hosts the stack's own
+# Run after every other check, in this order: the module that kills the primary (it ends
+# with the inventory's primary leading again), the module that adds hosts the stack's own
 # inventory does not name, then the one that deploys other applications over the kit's
 # example application, which the other checks expect.
-LAST_MODULES = ("test_scale.py", "test_your_app.py")
+LAST_MODULES = ("test_failover.py", "test_scale.py", "test_your_app.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

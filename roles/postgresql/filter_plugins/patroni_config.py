@@ -108,6 +108,9 @@ def patroni_config(kit: Mapping[str, Any]) -> dict[str, Any]:
         # not the kit's own .pgpass.
         "pgpass": "/var/lib/postgresql/.pgpass_patroni",
         "use_unix_socket": True,
+        # Patroni's own replication connection to this member (after pg_rewind, say) goes
+        # over the socket: its certificate names no "localhost" for verify-full.
+        "use_unix_socket_repl": True,
         "authentication": {
             "superuser": {"username": "postgres"},
             "replication": {

@@ -112,12 +112,6 @@ def test_the_slot_of_a_replica_is_its_host_name_sanitised(
     assert "slot=promoted_rebuild" in output
 
 
-def test_the_readme_drops_a_slot_by_its_sanitised_name(root: Path) -> None:
-    readme = (root / "roles" / "postgresql" / "README.md").read_text()
-    assert "pg_drop_replication_slot('<host>')" not in readme
-    assert "pg_drop_replication_slot('kit_db_2')" in readme
-
-
 def cluster_version_run(tmp: Path, versions: dict[str, dict[str, int]]) -> tuple[int, str]:
     """The cluster version check on a primary and a replica of this machine (facts gathered),
     each with the inventory variables given; the run's exit code and output."""

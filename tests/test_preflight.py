@@ -122,22 +122,61 @@ def test_the_firewall_comes_before_every_service() -> None:
     ]  # fmt: skip
 
 
-def test_pgbouncer_pools_beyond_max_connections_are_refused() -> None:
-    # Three PgBouncer nodes x 40 = 120 server connections against 100 - 3 - 10 = 87.
+def test_the_local_inventory_fits_the_connection_budget_on_every_database_host() -> None:
+    """Any database host may lead and take the read-only pools too: 3 nodes x 2 pools x 20
+    = 120 on each, against 200 - 3 - 10 = 187."""
+    result = run_ansible("ansible-playbook", "ansible/preflight.yml", "-i", "inventories/local")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "(item=kit-db-1: 120 of 187)" in output
+    assert "(item=kit-db-2: 120 of 187)" in output
+
+
+def budget_refusal(tmp: Path, host_vars: dict[str, dict[str, object]], **extra: object) -> str:
+    """The output of site.yml on the local inventory with these host variables (an extra
+    inventory file) and extra variables, which the pre-flight budget must refuse."""
+    overrides = tmp / "overrides.yml"
+    overrides.write_text(json.dumps({"all": {"hosts": host_vars}}))
     result = run_ansible(
-        "ansible-playbook",
-        "ansible/site.yml",
-        "-i",
-        "inventories/local",
-        "-e",
-        json.dumps({"pgbouncer_max_db_connections": 40}),
-    )
+        "ansible-playbook", "ansible/site.yml", "-i", "inventories/local", "-i", str(overrides),
+        "-e", json.dumps(extra),
+    )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
-    assert "kit-db-1 would receive up to 120 server connections" in output
-    assert "pgbouncer_max_db_connections" in output
-    assert "leaves 87" in output
+    assert "PLAY [Pre-flight - the PgBouncer connection budget]" in output, output
+    assert "Nothing was changed." in output, output
     assert "TASK [common" not in output
+    return output
+
+
+def test_pgbouncer_pools_beyond_max_connections_are_refused_on_every_database_host(
+    tmp_path: Path,
+) -> None:
+    # Three PgBouncer nodes x 2 pools x 40 = 240 server connections against 200 - 3 - 10.
+    output = budget_refusal(tmp_path, {}, pgbouncer_max_db_connections=40)
+    for host in ("kit-db-1", "kit-db-2"):
+        assert f"{host} could receive up to 240 server connections" in output
+        assert f"On {host}, postgresql_max_connections (200)" in output
+    assert "3 nodes x 2 pools of pgbouncer_max_db_connections" in output
+    assert "(kit-app-1: 40, kit-app-2: 40, kit-workers-1: 40)" in output
+    assert "leaves 187" in output
+    assert "Lower pgbouncer_max_db_connections or raise postgresql_max_connections" in output
+
+
+def test_a_replica_too_small_for_the_fleet_is_refused_by_name(tmp_path: Path) -> None:
+    """The replica may become the leader: it must hold what the primary holds."""
+    output = budget_refusal(tmp_path, {"kit-db-2": {"postgresql_max_connections": 120}})
+    assert "kit-db-2 could receive up to 120 server connections" in output
+    assert "On kit-db-2, postgresql_max_connections (120)" in output
+    assert "leaves 107" in output
+    assert "kit-db-1 could receive" not in output
+
+
+def test_a_node_s_own_pgbouncer_max_db_connections_is_counted(tmp_path: Path) -> None:
+    # 2 x (60 + 20 + 20) = 200 against 187: only kit-app-1's own value makes it too many.
+    output = budget_refusal(tmp_path, {"kit-app-1": {"pgbouncer_max_db_connections": 60}})
+    assert "kit-db-1 could receive up to 200 server connections" in output
+    assert "(kit-app-1: 60, kit-app-2: 20, kit-workers-1: 20)" in output
 
 
 def test_a_host_both_primary_and_replica_is_refused(tmp_path: Path) -> None:

@@ -37,7 +37,9 @@ def test_every_replica_streams_from_the_primary(primary: testinfra.host.Host) ->
     rows = superuser_sql(
         primary, "SELECT application_name || '|' || state FROM pg_stat_replication ORDER BY 1"
     ).splitlines()
-    assert rows == [f"{slot(name)}|streaming" for name in REPLICAS]
+    # Patroni names the replication connection after the member, and its slot after the
+    # member with underscores.
+    assert rows == [f"{name}|streaming" for name in REPLICAS]
     slots = superuser_sql(
         primary, "SELECT slot_name || '|' || active FROM pg_replication_slots ORDER BY 1"
     ).splitlines()
@@ -143,7 +145,7 @@ def test_row_inserted_on_the_primary_is_visible_on_each_replica(
             replay = superuser_sql(
                 primary,
                 "SELECT (extract(epoch FROM replay_lag) * 1000)::numeric(10, 3)"
-                f" FROM pg_stat_replication WHERE application_name = '{slot(replica_name)}'",
+                f" FROM pg_stat_replication WHERE application_name = '{replica_name}'",
             )
             if replay:
                 break
@@ -178,16 +180,34 @@ def test_row_written_through_the_app_is_read_back_through_the_replica() -> None:
         )
 
 
-def test_read_only_databases_point_at_the_replicas_spread_over_them() -> None:
-    replica_ips = [str(host_vars(name)["private_ip"]) for name in REPLICAS]
-    primary_ip = str(host_vars(PRIMARY)["private_ip"])
-    for position, node in enumerate(BOUNCERS):
+def router_states(node: str, backend: str) -> dict[str, str]:
+    stat = get_host(node).check_output(
+        "echo 'show stat' | socat stdio /run/kit-pgrouter/admin.sock"
+    )
+    return {
+        line.split(",")[1]: line.split(",")[17]
+        for line in stat.splitlines()
+        if line.startswith(f"{backend},") and line.split(",")[1] not in ("FRONTEND", "BACKEND")
+    }
+
+
+def test_each_node_routes_writes_to_the_leader_and_reads_to_the_replicas() -> None:
+    """PgBouncer's two databases go through the node's router: kit to the one member whose
+    Patroni answers /primary, kit_ro to the replicas (each checked UP, the primary DOWN)."""
+    for node in BOUNCERS:
         rows = get_host(node).check_output(
             "runuser -u postgres -- psql -XAtq -p 6432 -d pgbouncer -c 'SHOW DATABASES'"
         )
-        hosts = {line.split("|")[0]: line.split("|")[1] for line in rows.splitlines()}
-        assert hosts["kit"] == primary_ip
-        assert hosts["kit_ro"] == replica_ips[position % len(replica_ips)]
+        ports = {line.split("|")[0]: line.split("|")[2] for line in rows.splitlines()}
+        assert (ports["kit"], ports["kit_ro"]) == ("5000", "5001"), ports
+        assert router_states(node, "kit_primary") == {
+            PRIMARY: "UP",
+            **{name: "DOWN" for name in REPLICAS},
+        }
+        assert router_states(node, "kit_replicas") == {
+            PRIMARY: "DOWN",
+            **{name: "UP" for name in REPLICAS},
+        }
 
 
 def test_a_write_through_the_read_only_database_is_refused() -> None:
@@ -353,9 +373,9 @@ def streaming_replicas(primary: testinfra.host.Host) -> set[str]:
 
 def wait_streaming(primary: testinfra.host.Host, name: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    while slot(name) not in streaming_replicas(primary) and time.monotonic() < deadline:
+    while name not in streaming_replicas(primary) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert slot(name) in streaming_replicas(primary), streaming_replicas(primary)
+    assert name in streaming_replicas(primary), streaming_replicas(primary)
 
 
 def replica_shows_a_new_row(primary: testinfra.host.Host, replica: testinfra.host.Host) -> bool:
@@ -370,7 +390,7 @@ def replica_shows_a_new_row(primary: testinfra.host.Host, replica: testinfra.hos
 
 def cluster_unit(host: testinfra.host.Host) -> str:
     return host.check_output(
-        "systemctl list-units --all --plain --no-legend 'postgresql@*.service' | cut -d' ' -f1"
+        "systemctl list-units --all --plain --no-legend 'patroni@*.service' | cut -d' ' -f1"
     )
 
 
@@ -378,21 +398,23 @@ def test_a_replica_whose_slot_was_lost_is_rebuilt_by_db_rebuild_replica(
     primary: testinfra.host.Host,
 ) -> None:
     """The replica stopped past the primary's cap on the WAL its slot keeps (lowered to 1 MB
-    for the test): PostgreSQL invalidates the slot, which no longer keeps any WAL for the
-    replica. Started again, the replica catches up from the WAL archive and streams through
-    the slot. PostgreSQL 17 keeps the slot invalidated (nothing holds WAL for the replica):
-    db_rebuild_replica.yml drops it and creates it again. PostgreSQL 15 makes the slot whole
-    once the replica streams, and nothing is dropped. Either way the replica is built again
-    from the backup repository, not the primary (the site.yml test after this one builds one
-    from a base backup of the primary): it streams through a slot that reserves its WAL and
-    shows a row written on the primary."""
+    for the test, and no WAL kept by wal_keep_size): PostgreSQL invalidates the slot, which
+    no longer keeps any WAL for the replica. Started again, the replica catches up from the
+    WAL archive and streams through the slot. PostgreSQL 17 keeps the slot invalidated
+    (nothing holds WAL for the replica): db_rebuild_replica.yml drops it and Patroni creates
+    it again. PostgreSQL 15 makes the slot whole once the replica streams, and nothing is
+    dropped. Either way the replica is built again from the backup repository, not the
+    leader (the site.yml test after this one builds one from a base backup of the leader):
+    it streams through a slot that reserves its WAL and shows a row written on the primary."""
     name = REPLICAS[-1]
     replica = get_host(name)
     unit = cluster_unit(replica)
     wal_status = f"SELECT wal_status FROM pg_replication_slots WHERE slot_name = '{slot(name)}'"
     replica.check_output(f"systemctl stop {unit}")
     try:
+        # Patroni keeps wal_keep_size of WAL for any replica: none kept for the test either.
         superuser_sql(primary, "ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'")
+        superuser_sql(primary, "ALTER SYSTEM SET wal_keep_size = 0")
         superuser_sql(primary, "SELECT pg_reload_conf()")
         for _ in range(3):
             superuser_sql(primary, f"INSERT INTO items (name) VALUES ('wal-{uuid.uuid4()}')")
@@ -401,6 +423,7 @@ def test_a_replica_whose_slot_was_lost_is_rebuilt_by_db_rebuild_replica(
         assert superuser_sql(primary, wal_status) == "lost"
     finally:
         superuser_sql(primary, "ALTER SYSTEM RESET max_slot_wal_keep_size")
+        superuser_sql(primary, "ALTER SYSTEM RESET wal_keep_size")
         superuser_sql(primary, "SELECT pg_reload_conf()")
         replica.check_output(f"systemctl start {unit}")
     wait_streaming(primary, name, timeout=120)
@@ -417,10 +440,10 @@ def test_a_replica_whose_slot_was_lost_is_rebuilt_by_db_rebuild_replica(
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     restored = output[
-        output.index("TASK [postgresql : Restore the replica from the backup repository") :
+        output.index("TASK [postgresql : Restore the member from the backup repository") :
     ]
     assert f"changed: [{name}]" in restored.split("TASK [")[1]
-    copied = output[output.index("TASK [postgresql : Copy the primary with pg_basebackup") :]
+    copied = output[output.index("TASK [postgresql : Copy the leader with pg_basebackup") :]
     assert f"skipping: [{name}]" in copied.split("TASK [")[1]
     dropped = output[output.index("TASK [postgresql : Drop the replicas' invalidated slots") :]
     drops = dropped.split("TASK [")[1].count(f"changed: [{PRIMARY}] => (item={slot(name)})")

@@ -183,7 +183,7 @@ def test_the_new_replica_streams_a_row_written_on_the_primary(
     assert scaled.added.returncode == 0
     primary, replica = get_host(PRIMARY), container(REPLICA)
     streaming = superuser_sql(
-        primary, "SELECT state FROM pg_stat_replication WHERE application_name = 'kit_db_3'"
+        primary, "SELECT state FROM pg_stat_replication WHERE application_name = 'kit-db-3'"
     )
     assert streaming == "streaming"
     slot = superuser_sql(
@@ -202,17 +202,20 @@ def test_the_new_replica_streams_a_row_written_on_the_primary(
 def test_the_new_replica_takes_read_only_connections_from_pgbouncer(
     scaled: Scaled,
 ) -> None:
-    """Each node's PgBouncer spreads kit_ro over the replicas: the new one is among them."""
+    """Each node's router sends kit_ro to the healthy replicas: the new one is among them,
+    checked UP through its Patroni API, on the old nodes and the new one alike."""
     assert scaled.added.returncode == 0
     bouncers = sorted(INVENTORY.get_hosts("app")) + OLD_WORKERS + [WORKER]
-    targets = set()
     for name in bouncers:
-        host = container(name)
-        rows = host.check_output(
-            "runuser -u postgres -- psql -XAtq -p 6432 -d pgbouncer -c 'SHOW DATABASES'"
+        stat = container(name).check_output(
+            "echo 'show stat' | socat stdio /run/kit-pgrouter/admin.sock"
         )
-        targets |= {line.split("|")[1] for line in rows.splitlines() if line.startswith("kit_ro|")}
-    assert "172.30.213.53" in targets, targets
+        rows = {
+            line.split(",")[1]: line.split(",")[17]
+            for line in stat.splitlines()
+            if line.startswith("kit_replicas,")
+        }
+        assert rows.get(REPLICA) == "UP", (name, rows)
 
 
 def test_the_new_workers_host_takes_jobs(scaled: Scaled) -> None:

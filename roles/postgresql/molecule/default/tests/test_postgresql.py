@@ -62,10 +62,14 @@ def net_sql(
     )
 
 
-def test_both_clusters_run_from_the_kit_settings(primary, replica, version: int) -> None:
+def test_both_clusters_run_under_patroni_from_the_kit_settings(
+    primary, replica, version: int
+) -> None:
     for host in (primary, replica):
-        assert host.service(f"postgresql@{version}-main").is_running
-        assert host.service(f"postgresql@{version}-main").is_enabled
+        assert host.service(f"patroni@{version}-main").is_running
+        assert host.service(f"patroni@{version}-main").is_enabled
+        # Patroni alone starts PostgreSQL: Debian's own unit for the cluster is masked.
+        assert not host.service(f"postgresql@{version}-main").is_enabled
     assert local_sql(primary, "SHOW server_version_num")[:2] == str(version)
     # 1024 MiB: a quarter in shared buffers, three quarters as the cache estimate.
     settings = local_sql(
@@ -75,7 +79,7 @@ def test_both_clusters_run_from_the_kit_settings(primary, replica, version: int)
         " 'max_connections', 'password_encryption', 'ssl', 'wal_level')",
     )
     assert settings == (
-        "effective_cache_size=983048kB max_connections=100 password_encryption=scram-sha-256"
+        "effective_cache_size=983048kB max_connections=200 password_encryption=scram-sha-256"
         " shared_buffers=327688kB ssl=on wal_level=replica"
     )
 
@@ -85,7 +89,7 @@ def test_every_replica_streams_through_its_own_slot(primary) -> None:
         primary,
         "SELECT application_name, state, client_addr FROM pg_stat_replication",
     )
-    assert rows == f"kit_molecule_pg_2|streaming|{REPLICA_IP}"
+    assert rows == f"kit-molecule-pg-2|streaming|{REPLICA_IP}"
     slots = local_sql(primary, "SELECT slot_name, slot_type, active FROM pg_replication_slots")
     assert slots == "kit_molecule_pg_2|physical|t"
 
@@ -205,6 +209,6 @@ def test_a_bad_setting_is_refused_by_the_checker(primary, version: int) -> None:
     )
     assert bad.rc != 0
     assert "invalid value" in bad.stderr
-    conf = f"/etc/postgresql/{version}/main/conf.d/50-kit.conf"
+    conf = f"/etc/postgresql/{version}/main/kit-settings.conf"
     good = primary.run(f"/usr/local/sbin/kit-postgresql-check-conf {conf}")
     assert good.rc == 0, good.stderr

@@ -115,8 +115,7 @@ def test_a_point_in_time_restore_brings_back_deleted_rows(primary) -> None:
     assert "recovery_target" not in auto
     assert "restore_command" not in auto
 
-    slots = [name.lower().replace("-", "_") for name in REPLICAS]
-    assert wait_streaming(primary) == slots
+    assert wait_streaming(primary) == REPLICAS
     for name in REPLICAS:
         replica = get_host(name)
         assert superuser_sql(replica, "SELECT count(*) FROM restore_probe") == "500"
@@ -132,11 +131,14 @@ def system_id(host: testinfra.host.Host) -> str:
     return superuser_sql(host, "SELECT system_identifier FROM pg_control_system()", "postgres")
 
 
-def test_a_restore_onto_a_fresh_cluster_brings_back_everything_archived(primary) -> None:
-    """The primary's disk is lost once its last write reached the archive, and the host
-    comes back with an empty cluster (another system identifier), as a new host converged by
-    site.yml has: db_restore.yml archives nothing of that cluster, replaces it with the
-    repository's latest backup and the WAL since, and the replicas stream the result."""
+def test_a_restore_after_every_member_lost_its_data_brings_back_everything_archived(
+    primary,
+) -> None:
+    """Every database host's disk is lost once the last write reached the archive (a lost
+    primary alone is a failover: Patroni promotes a replica, and site.yml builds the host
+    again from it). Nothing runs, the cluster's state in etcd names a system that is gone:
+    db_restore.yml archives nothing, brings the repository's latest backup and the WAL
+    since back on the primary, and the replicas stream the result."""
     superuser_sql(primary, "CREATE TABLE IF NOT EXISTS loss_probe (v text NOT NULL)")
     written = f"before-loss-{uuid.uuid4()}"
     superuser_sql(primary, f"INSERT INTO loss_probe VALUES ('{written}')")
@@ -144,13 +146,12 @@ def test_a_restore_onto_a_fresh_cluster_brings_back_everything_archived(primary)
     original = system_id(primary)
     data = superuser_sql(primary, "SHOW data_directory")
     version = superuser_sql(primary, "SHOW server_version_num")[:2]
-    unit = f"postgresql@{version}-main.service"
-    primary.check_output(
-        f"systemctl stop {unit} && rm -rf {data} && install -d -o postgres -g postgres -m 0700"
-        f" {data} && runuser -u postgres -- /usr/lib/postgresql/{version}/bin/initdb"
-        f" --pgdata={data} --auth=peer >/dev/null && systemctl start {unit}"
-    )
-    assert system_id(primary) != original
+    # Replicas first, so that none takes over from the stopped primary.
+    for name in [*REPLICAS, PRIMARY]:
+        get_host(name).check_output(
+            f"systemctl stop patroni@{version}-main.service && find {data} -mindepth 1 -delete"
+        )
+    assert primary.check_output(f"ls -A {data}") == ""
 
     run = run_playbook(
         "db_restore.yml", "-e", "db_restore_type=latest", "-e", "db_restore_confirm=yes"
@@ -163,8 +164,7 @@ def test_a_restore_onto_a_fresh_cluster_brings_back_everything_archived(primary)
     assert system_id(primary) == original
     assert superuser_sql(primary, f"SELECT count(*) FROM loss_probe WHERE v = '{written}'") == "1"
     assert superuser_sql(primary, "SELECT pg_is_in_recovery()") == "f"
-    slots = [name.lower().replace("-", "_") for name in REPLICAS]
-    assert wait_streaming(primary) == slots
+    assert wait_streaming(primary) == REPLICAS
     for name in REPLICAS:
         assert system_id(get_host(name)) == original
     assert requests.get(f"{LB_URL}/healthz", timeout=10).status_code == 200

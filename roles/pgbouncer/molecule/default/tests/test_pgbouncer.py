@@ -1,4 +1,5 @@
-"""PgBouncer on an app node, in front of a PostgreSQL primary (no replica: <db>_ro goes there)."""
+"""PgBouncer on an app node and its router, in front of a one-member Patroni cluster (no
+replica: <db>_ro goes to the leader)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,27 @@ def test_app_user_writes_through_pgbouncer_to_the_primary(host) -> None:
     out = sql(host, "kit", "kit_app", "SELECT inet_server_addr()")
     assert out.rc == 0, out.stderr
     assert out.stdout.strip() == "172.30.215.11"
+
+
+def test_the_router_listens_on_loopback_and_checks_the_leader_over_tls(host) -> None:
+    """kit-pgrouter: both ports on loopback only; the leader UP in the read-write backend
+    (its Patroni answers /primary over TLS), and DOWN in the replicas' one, to which reads
+    fall back to the leader."""
+    assert host.service("kit-pgrouter").is_running
+    for port in (5000, 5001):
+        assert host.socket(f"tcp://127.0.0.1:{port}").is_listening
+        assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening
+    stat = host.check_output("echo 'show stat' | socat stdio /run/kit-pgrouter/admin.sock")
+    states = {
+        (line.split(",")[0], line.split(",")[1]): line.split(",")[17]
+        for line in stat.splitlines()
+        if line.startswith("kit_")
+    }
+    assert states[("kit_primary", "kit-molecule-pgb-db")] == "UP"
+    assert states[("kit_replicas", "kit-molecule-pgb-db")] == "DOWN"
+    read = sql(host, "kit_ro", "kit_ro", "SELECT inet_server_addr()")
+    assert read.rc == 0, read.stderr
+    assert read.stdout.strip() == "172.30.215.11"
 
 
 def test_readonly_database_refuses_writes(host) -> None:

@@ -22,10 +22,10 @@ def address(member: str) -> str:
     return str(host_vars(member)["private_ip"])
 
 
-def etcdctl(member: str, *args: str, endpoints: str | None = None) -> CommandResult:
-    """etcdctl on a member, as that member's client unless told other endpoints."""
-    target = endpoints or f"https://{address(member)}:2379"
-    return get_host(member).run(f"etcdctl {TLS} --endpoints {target} {' '.join(args)}")
+def etcdctl(member: str, *args: str) -> CommandResult:
+    """etcdctl on a member, as that member's client."""
+    endpoint = f"https://{address(member)}:2379"
+    return get_host(member).run(f"etcdctl {TLS} --endpoints {endpoint} {' '.join(args)}")
 
 
 def wait_healthy(member: str, timeout: float = 60) -> None:

@@ -1,8 +1,10 @@
-"""The worker's connection pools are closed when its process exits."""
+"""The worker's connection pools: closed when its process exits, and a connection closed by
+its peer while idle is never handed out."""
 
 from __future__ import annotations
 
 import os
+import socket
 
 from psycopg_pool import ConnectionPool
 
@@ -20,3 +22,23 @@ def test_close_pools_closes_this_process_pools_and_leaves_the_parents() -> None:
         assert list(db._pools) == [(-1, "parents")]
     finally:
         db._pools.clear()
+
+
+class _Socket:
+    """What the pool's check reads of a connection: its socket's descriptor."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+
+def test_an_idle_connection_whose_peer_closed_it_is_told_apart() -> None:
+    ours, peers = socket.socketpair()
+    try:
+        assert not db._closed_by_peer(_Socket(ours))  # type: ignore[arg-type]
+        peers.close()
+        assert db._closed_by_peer(_Socket(ours))  # type: ignore[arg-type]
+    finally:
+        ours.close()

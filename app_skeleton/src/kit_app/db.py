@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import atexit
 import os
+import select
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -26,6 +29,18 @@ CREATE TABLE IF NOT EXISTS items (
 _pools: dict[tuple[int, str], ConnectionPool] = {}
 
 
+def _closed_by_peer(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the other end closed this idle connection.
+
+    PgBouncer closes its clients when it restarts (a restore, a changed setting) and when a
+    server login fails during a failover; the pool would hand such a connection out once,
+    and the request using it would fail. An idle connection has nothing to read unless the
+    other end closed it (or sent an error before closing): readable means gone. No round
+    trip, unlike a query."""
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    return bool(readable)
+
+
 def pool(dsn: str) -> ConnectionPool:
     key = (os.getpid(), dsn)
     if key not in _pools:
@@ -39,6 +54,25 @@ def pool(dsn: str) -> ConnectionPool:
             timeout=5,
         )
     return _pools[key]
+
+
+@contextmanager
+def connection(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection of this process's pool for `dsn`, never one its peer closed while idle:
+    such a one is closed and discarded (the pool opens another) and the next one taken, at
+    once (the pool's own check waits a second between tries)."""
+    connections = pool(dsn)
+    conn = connections.getconn()
+    for _ in range(connections.max_size):
+        if not _closed_by_peer(conn):
+            break
+        conn.close()
+        connections.putconn(conn)
+        conn = connections.getconn()
+    try:
+        yield conn
+    finally:
+        connections.putconn(conn)
 
 
 @atexit.register
@@ -55,7 +89,7 @@ def close_pools() -> None:
 
 def check(dsn: str) -> str:
     try:
-        with pool(dsn).connection() as conn:
+        with connection(dsn) as conn:
             conn.execute("SELECT 1")
         return "ok"
     except Exception as error:  # any failure means not ready
@@ -74,7 +108,7 @@ def migrate(dsn: str) -> bool:
 
 
 def insert_item(dsn: str, name: str) -> dict[str, Any]:
-    with pool(dsn).connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+    with connection(dsn) as conn, conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "INSERT INTO items (name) VALUES (%s) RETURNING id, name, created_at::text", (name,)
         )
@@ -84,7 +118,7 @@ def insert_item(dsn: str, name: str) -> dict[str, Any]:
 
 
 def list_items(dsn: str, name: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    with pool(dsn).connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+    with connection(dsn) as conn, conn.cursor(row_factory=dict_row) as cur:
         if name is None:
             cur.execute(
                 "SELECT id, name, created_at::text FROM items ORDER BY id DESC LIMIT %s", (limit,)

@@ -6,6 +6,7 @@ import base64
 import textwrap
 import time
 import uuid
+from collections import Counter
 
 import pytest
 import requests
@@ -208,6 +209,22 @@ def test_each_node_routes_writes_to_the_leader_and_reads_to_the_replicas() -> No
             PRIMARY: "DOWN",
             **{name: "UP" for name in REPLICAS},
         }
+
+
+def test_no_request_fails_after_pgbouncer_restarts() -> None:
+    """A restart of PgBouncer (a restore, a changed setting) closes every client connection
+    the app's workers hold idle in their pools: none is handed to a request afterwards."""
+    for node in APP_NODES:
+        get_host(node).check_output("systemctl restart pgbouncer.service")
+    codes = Counter(
+        requests.get(f"{LB_URL}/items", timeout=10).status_code for _ in range(40)
+    ) + Counter(
+        requests.post(
+            f"{LB_URL}/items", json={"name": f"after-restart-{n}"}, timeout=10
+        ).status_code
+        for n in range(40)
+    )
+    assert codes == Counter({200: 40, 201: 40})
 
 
 def test_a_write_through_the_read_only_database_is_refused() -> None:

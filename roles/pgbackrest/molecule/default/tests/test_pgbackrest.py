@@ -52,7 +52,10 @@ def test_a_switched_wal_segment_reaches_the_repository(host: Any, db: Any) -> No
             break
         time.sleep(0.5)
     assert last >= segment
-    assert sql(db, "SELECT failed_count FROM pg_stat_archiver") == "0"
+    # Attempts may have failed before the repository existed (archive_timeout switches a
+    # segment while the database host converges first): the latest one succeeded.
+    latest_ok = "SELECT last_failed_time IS NULL OR last_archived_time > last_failed_time"
+    assert sql(db, f"{latest_ok} FROM pg_stat_archiver") == "t"
     archive = info(host)["archive"][0]
     assert archive["max"] >= segment
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import socket
 
+import psycopg
+import pytest
 from psycopg_pool import ConnectionPool
 
 from kit_app import db
@@ -42,3 +44,33 @@ def test_an_idle_connection_whose_peer_closed_it_is_told_apart() -> None:
         assert db._closed_by_peer(_Socket(ours))  # type: ignore[arg-type]
     finally:
         ours.close()
+
+
+def test_a_read_is_retried_after_a_failed_connection_and_gives_up_after_three(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+    pauses: list[float] = []
+    monkeypatch.setattr("kit_app.db.time.sleep", pauses.append)
+
+    def failing_twice(dsn: str, name: str | None, limit: int) -> list[dict[str, object]]:
+        calls.append(dsn)
+        if len(calls) <= 2:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return [{"id": 1}]
+
+    monkeypatch.setattr(db, "_list_items_once", failing_twice)
+    assert db.list_items("ro") == [{"id": 1}]
+    assert pauses == [0.5, 1.0]
+
+    calls.clear()
+    pauses.clear()
+
+    def failing(dsn: str, name: str | None, limit: int) -> list[dict[str, object]]:
+        calls.append(dsn)
+        raise psycopg.OperationalError("the database system is shutting down")
+
+    monkeypatch.setattr(db, "_list_items_once", failing)
+    with pytest.raises(psycopg.OperationalError):
+        db.list_items("ro")
+    assert len(calls) == 3

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import os
 import select
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -117,7 +118,25 @@ def insert_item(dsn: str, name: str) -> dict[str, Any]:
     return row
 
 
+# A read is retried after these pauses when the connection fails: a replica stopping or
+# leaving the read pool ends its sessions, and PgBouncer refuses a pool's new clients for
+# server_login_retry (1 s) after a failed server login, until the node's router sends the
+# pool's new connections elsewhere. A read has no effect to repeat; a write is not retried.
+READ_RETRY_PAUSES = (0.5, 1.0)
+
+
 def list_items(dsn: str, name: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    for pause in (*READ_RETRY_PAUSES, None):
+        try:
+            return _list_items_once(dsn, name, limit)
+        except psycopg.OperationalError:
+            if pause is None:
+                raise
+            time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+def _list_items_once(dsn: str, name: str | None, limit: int) -> list[dict[str, Any]]:
     with connection(dsn) as conn, conn.cursor(row_factory=dict_row) as cur:
         if name is None:
             cur.execute(

@@ -54,8 +54,8 @@ class Cluster:
     in, over TLS with the kit's CA), and SQL on them as the postgres superuser."""
 
     def __init__(self) -> None:
-        groups = inventory("db", "db_primary", "app")
-        self.members = dict(groups["db"])
+        groups = inventory("db_primary", "db_replicas", "app")
+        self.members = dict(groups["db_primary"] + groups["db_replicas"])
         self.bootstrap = groups["db_primary"][0][0]
         self.app_node = groups["app"][0][0]
 

@@ -135,11 +135,12 @@ def test_a_stopped_replica_fires_replication_broken_then_resolves() -> None:
         return len(alerts("KitReplicationBroken")) > 0
 
     assert not firing()
-    replica.check_output("systemctl stop postgresql@%s-main.service", version)
+    # Patroni runs the replica's PostgreSQL: stopping it stops both.
+    replica.check_output("systemctl stop patroni@%s-main.service", version)
     try:
         fired = wait_for("KitReplicationBroken", firing)
     finally:
-        replica.check_output("systemctl start postgresql@%s-main.service", version)
+        replica.check_output("systemctl start patroni@%s-main.service", version)
     resolved = wait_for("KitReplicationBroken resolved", lambda: not firing())
     print(
         f"{REPLICAS[0]} stopped: alert after {fired:.0f} s;"

@@ -78,6 +78,11 @@ class Cluster:
                 return next((n for n, r in roles.items() if r in ("leader", "master")), "")
         return ""
 
+    def wait_for_leader(self, timeout: float = 60) -> str:
+        """The leader, waited for: right after a kill or a start, none may lead yet."""
+        self.wait("a leader", lambda: bool(self.leader()), timeout)
+        return self.leader()
+
     def sql(self, member: str, query: str) -> str:
         return in_container(
             member, f'runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -d kit -c "{query}"'
@@ -170,7 +175,7 @@ def load(kind: str, threads: int, prefix: str) -> Iterator[Load]:
 
 
 def lost(cluster: Cluster, load_: Load, prefix: str) -> int:
-    leader = cluster.leader()
+    leader = cluster.wait_for_leader()
     found = set(cluster.sql(leader, f"SELECT name FROM items WHERE name LIKE '{prefix}-%'").split())
     return len([name for name in load_.acknowledged if name not in found])
 
@@ -186,7 +191,7 @@ class Trial:
 
 
 def failover(cluster: Cluster, writers: int) -> Trial:
-    victim = cluster.leader()
+    victim = cluster.wait_for_leader()
     survivors = [m for m in cluster.members if m != victim]
     prefix = f"bench-failover-{uuid.uuid4().hex[:8]}"
     with load("write", writers, prefix) as writes:
@@ -244,7 +249,7 @@ def router_state(cluster: Cluster, member: str) -> str:
 
 
 def replica_stopped(cluster: Cluster, readers: int) -> Trial:
-    leader = cluster.leader()
+    leader = cluster.wait_for_leader()
     replica = next(m for m in cluster.members if m != leader)
     unit = cluster.unit(replica)
     with load("read", readers, "read") as reads:
@@ -265,7 +270,7 @@ def replica_stopped(cluster: Cluster, readers: int) -> Trial:
 
 
 def synchronous(cluster: Cluster, on: bool) -> None:
-    leader = cluster.leader()
+    leader = cluster.wait_for_leader()
     value = "true" if on else "false"
     cluster.patronictl(leader, f"edit-config --force --set synchronous_mode={value}")
     if on:
@@ -316,7 +321,7 @@ def main() -> None:
         print(row("replica's Patroni stopped, reads", trials, "out of kit_ro", None))
     finally:
         synchronous(cluster, False)
-        if cluster.leader() != cluster.bootstrap:
+        if cluster.wait_for_leader() != cluster.bootstrap:
             run(
                 str(ROOT / ".venv/bin/ansible-playbook"), "-i", str(ROOT / "inventories/local"),
                 str(ROOT / "ansible/db_switchover.yml"), "-e", f"candidate={cluster.bootstrap}",

@@ -47,6 +47,8 @@ def converge(*extra: str) -> subprocess.CompletedProcess[str]:
             "-i",
             os.environ["MOLECULE_INVENTORY_FILE"],
             str(SCENARIO / "converge.yml"),
+            "--skip-tags",
+            "cluster",
             *extra,
         ],
         env=env,

@@ -15,10 +15,10 @@ hosts. Each trial:
    last; lost acknowledged writes as above.
 3. a stopped replica: reader threads GET /items (PgBouncer's <db>_ro) while the replica's
    Patroni is stopped. Timed: until the router of an app node (kit-pgrouter, polled every
-   100 ms) shows it DOWN; failed reads counted; then started again.
+   200 ms) shows it DOWN; failed reads counted; then started again.
 
---synchronous runs the failover and switchover trials once with Patroni's synchronous
-mode off (the default) and once on (set with `patronictl edit-config`, put back after).
+--synchronous runs every kind of trial once with Patroni's synchronous mode off (the
+default) and once on (set with `patronictl edit-config`, put back after).
 The leader is moved back to the db_primary host at the end. Prints Markdown tables for
 benchmarks/RESULTS.md.
 
@@ -317,8 +317,8 @@ def main() -> None:
             print(row(f"primary killed ({label})", trials, "to a new leader", "until"))
             trials = [switchover(cluster, args.writers) for _ in range(args.trials)]
             print(row(f"db_switchover.yml ({label})", trials, "playbook", "window"))
-        trials = [replica_stopped(cluster, args.readers) for _ in range(args.trials)]
-        print(row("replica's Patroni stopped, reads", trials, "out of kit_ro", None))
+            trials = [replica_stopped(cluster, args.readers) for _ in range(args.trials)]
+            print(row(f"replica's Patroni stopped, reads ({label})", trials, "out of kit_ro", None))
     finally:
         synchronous(cluster, False)
         if cluster.wait_for_leader() != cluster.bootstrap:

@@ -15,7 +15,11 @@ SOCKET = "/run/haproxy/admin.sock"
 
 
 def run(*argv: str, check: bool = True, stdin: str | None = None) -> str:
-    result = subprocess.run(argv, capture_output=True, text=True, input=stdin, check=False)
+    # From the repository's root, whatever the caller's directory: Ansible reads ansible.cfg
+    # (the roles' path) from the working directory.
+    result = subprocess.run(
+        argv, capture_output=True, text=True, input=stdin, check=False, cwd=ROOT
+    )
     if check and result.returncode != 0:
         # Ansible prints its errors on stdout: the end of it too.
         output = result.stdout[-3000:] + result.stderr

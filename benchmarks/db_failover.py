@@ -58,6 +58,7 @@ class Cluster:
         self.members = dict(groups["db_primary"] + groups["db_replicas"])
         self.bootstrap = groups["db_primary"][0][0]
         self.app_node = groups["app"][0][0]
+        self.synchronous = False
 
     def api(self, member: str, path: str) -> tuple[int, str]:
         out = in_container(
@@ -103,6 +104,16 @@ class Cluster:
                 raise SystemExit(f"{what}: not after {timeout:.0f} s")
             time.sleep(0.2)
         return time.monotonic() - start
+
+    def wait_for_sync_standby(self) -> None:
+        """In synchronous mode, until a replica is the synchronous standby: Patroni promotes
+        no other, so a primary killed before a rejoined member is chosen has no successor."""
+        if self.synchronous:
+            self.wait(
+                "a synchronous replica",
+                lambda: any(self.api(m, "/sync")[0] == 200 for m in self.members),
+                60,
+            )
 
     def streams(self, member: str) -> bool:
         return self.api(member, "/replica")[0] == 200
@@ -192,6 +203,7 @@ class Trial:
 
 def failover(cluster: Cluster, writers: int) -> Trial:
     victim = cluster.wait_for_leader()
+    cluster.wait_for_sync_standby()
     survivors = [m for m in cluster.members if m != victim]
     prefix = f"bench-failover-{uuid.uuid4().hex[:8]}"
     with load("write", writers, prefix) as writes:
@@ -221,6 +233,7 @@ def failover(cluster: Cluster, writers: int) -> Trial:
 
 
 def switchover(cluster: Cluster, writers: int) -> Trial:
+    cluster.wait_for_sync_standby()
     prefix = f"bench-switchover-{uuid.uuid4().hex[:8]}"
     with load("write", writers, prefix) as writes:
         time.sleep(5)
@@ -273,12 +286,8 @@ def synchronous(cluster: Cluster, on: bool) -> None:
     leader = cluster.wait_for_leader()
     value = "true" if on else "false"
     cluster.patronictl(leader, f"edit-config --force --set synchronous_mode={value}")
-    if on:
-        cluster.wait(
-            "a synchronous replica",
-            lambda: any(cluster.api(m, "/sync")[0] == 200 for m in cluster.members),
-            60,
-        )
+    cluster.synchronous = on
+    cluster.wait_for_sync_standby()
 
 
 def row(name: str, trials: list[Trial], first: str, second: str | None) -> str:

@@ -119,12 +119,14 @@ def writing() -> Iterator[Load]:
 
 
 def lost_writes(load: Load, member: str) -> list[str]:
-    """The acknowledged writes `member`'s database does not hold."""
+    """The acknowledged writes `member`'s database does not hold. The names are copied first:
+    the writers go on, and a write acknowledged after the query is not missing."""
+    acknowledged = list(load.acknowledged)
     rows = superuser_sql(
         get_host(member), f"SELECT name FROM items WHERE name LIKE 'failover-{RUN}-%'"
     )
     found = set(rows.split())
-    return [name for name in load.acknowledged if name not in found]
+    return [name for name in acknowledged if name not in found]
 
 
 def patronictl(member: str, command: str) -> str:

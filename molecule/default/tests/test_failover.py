@@ -129,8 +129,13 @@ def lost_writes(load: Load, member: str) -> list[str]:
     return [name for name in acknowledged if name not in found]
 
 
+def patroni_config(member: str) -> str:
+    """The name of Patroni's configuration on a member: <version>-main.yml."""
+    return get_host(member).check_output("ls /etc/patroni/ | grep -E '^[0-9]+-main.yml$'")
+
+
 def patronictl(member: str, command: str) -> str:
-    config = get_host(member).check_output("ls /etc/patroni/ | grep -E '^[0-9]+-main.yml$'")
+    config = patroni_config(member)
     return get_host(member).check_output(f"patronictl -c /etc/patroni/{config} {command}")
 
 
@@ -150,8 +155,7 @@ def synchronous() -> Iterator[None]:
 def patroni_unit(member: str) -> str:
     """Patroni's unit on a member (patroni@<version>-main), named after its configuration:
     a stopped template instance is not matched by a glob."""
-    config = get_host(member).check_output("ls /etc/patroni/ | grep -E '^[0-9]+-main.yml$'")
-    return f"patroni@{config.removesuffix('.yml')}.service"
+    return f"patroni@{patroni_config(member).removesuffix('.yml')}.service"
 
 
 def docker(*args: str) -> None:
